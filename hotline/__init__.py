@@ -1,0 +1,1 @@
+"""The application: settings, app factory, web routes, Twilio webhooks and the CLI."""

@@ -1,0 +1,1 @@
+"""The voice and SMS dialogues, on top of routing and tickets."""

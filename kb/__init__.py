@@ -1,0 +1,1 @@
+"""The service catalogue: categories, districts, clusters, platforms and institutions."""

@@ -1,0 +1,121 @@
+"""Database plumbing shared by every domain package.
+
+The engine is built once at start-up by whoever runs the process (the web app, a worker or the
+CLI) through :func:`configure`; domain code only asks for sessions. Nothing here reads the
+environment: the caller passes the URL from the settings object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, String, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+# Named constraints make Alembic's batch mode on SQLite and diffs on PostgreSQL predictable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
+metadata: MetaData = SQLModel.metadata
+
+_engine: Engine | None = None
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC; every stored timestamp is UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; treat them as the UTC they were stored as."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class StrEnumType(TypeDecorator[Any]):
+    """A string column that hands back the enum member, so loaded rows compare and ``.value``
+    like fresh ones. Stored as plain VARCHAR: no native enum types to migrate."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[StrEnum], length: int = 24) -> None:
+        super().__init__(length)
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum_class(value).value
+
+    def process_result_value(self, value: Any, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum_class(value)
+
+
+def enum_field(enum_class: type[StrEnum], length: int = 24, **kwargs: Any) -> Any:
+    return Field(sa_type=StrEnumType(enum_class, length), **kwargs)
+
+
+def timestamp_field(**kwargs: Any) -> Any:
+    """A timezone-aware timestamp column (naive on SQLite; see :func:`as_utc`)."""
+    return Field(sa_type=DateTime(timezone=True), **kwargs)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def configure(url: str, **kwargs: Any) -> Engine:
+    """Build the process-wide engine. Called once at start-up; calling again replaces it."""
+    global _engine
+    if _engine is not None:
+        _engine.dispose()
+    _engine = make_engine(url, **kwargs)
+    return _engine
+
+
+def get_engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("database engine not configured: call kb.db.configure(url) at start-up")
+    return _engine
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

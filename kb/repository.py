@@ -1,0 +1,97 @@
+"""Every catalogue query."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from kb.models import Category, Cluster, District, Institution, InstitutionCategory, Tier
+
+
+class CatalogueRepository:
+    def categories(self, session: Session) -> Sequence[Category]:
+        return session.exec(select(Category).order_by(col(Category.dtmf))).all()
+
+    def category(self, session: Session, key: str) -> Category | None:
+        return session.get(Category, key)
+
+    def districts(self, session: Session) -> Sequence[District]:
+        return session.exec(select(District).order_by(col(District.code))).all()
+
+    def district(self, session: Session, code: str) -> District | None:
+        return session.get(District, code)
+
+    def clusters(self, session: Session) -> Sequence[Cluster]:
+        return session.exec(select(Cluster).order_by(col(Cluster.code))).all()
+
+    def cluster(self, session: Session, code: str) -> Cluster | None:
+        return session.get(Cluster, code)
+
+    def institution(self, session: Session, institution_id: int) -> Institution | None:
+        return session.get(Institution, institution_id)
+
+    def institution_by_code(self, session: Session, code: str) -> Institution | None:
+        return session.exec(select(Institution).where(Institution.code == code)).first()
+
+    def institutions(
+        self,
+        session: Session,
+        *,
+        category: str | None = None,
+        district: str | None = None,
+        tier: Tier | None = None,
+        active_only: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Sequence[Institution]:
+        query = select(Institution)
+        if category is not None:
+            query = query.where(
+                col(Institution.id).in_(
+                    select(InstitutionCategory.institution_id).where(
+                        InstitutionCategory.category_key == category
+                    )
+                )
+            )
+        if district is not None:
+            query = query.where(Institution.district_code == district)
+        if tier is not None:
+            query = query.where(Institution.tier == tier)
+        if active_only:
+            query = query.where(col(Institution.active).is_(True))
+        query = query.order_by(col(Institution.id)).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return session.exec(query).all()
+
+    def categories_of(
+        self, session: Session, institution_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = defaultdict(list)
+        if not institution_ids:
+            return found
+        rows = session.exec(
+            select(InstitutionCategory)
+            .where(col(InstitutionCategory.institution_id).in_(institution_ids))
+            .order_by(col(InstitutionCategory.category_key))
+        ).all()
+        for row in rows:
+            found[row.institution_id].append(row.category_key)
+        return found
+
+    def all_qualifications(self, session: Session) -> Sequence[InstitutionCategory]:
+        return session.exec(select(InstitutionCategory)).all()
+
+    def adjust_open_cases(self, session: Session, institution_id: int, delta: int) -> None:
+        """Atomic in the database, so concurrent dispatches cannot lose an update."""
+        session.execute(
+            update(Institution)
+            .where(col(Institution.id) == institution_id)
+            .values(open_cases=Institution.open_cases + delta)
+        )
+
+
+catalogue_repository = CatalogueRepository()

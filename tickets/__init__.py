@@ -1,0 +1,1 @@
+"""Cases: tickets from intake to the client's revisit call."""
