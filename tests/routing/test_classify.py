@@ -1,0 +1,308 @@
+"""The classifier on real sentences, named hard cases and arbitrary input."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routing import Classification, classify
+from routing.classify import get_matcher, load_lexicon
+from routing.text import expand_braces
+
+REPO = Path(__file__).resolve().parents[2]
+DEV_SET = REPO.parent / "shared" / "data" / "classify_dev.tsv"
+EXTRA_SET = Path(__file__).resolve().parent / "data" / "classify_extra.tsv"
+CATEGORIES = (
+    "information",
+    "financing",
+    "startup",
+    "talent",
+    "technology",
+    "management",
+    "market",
+    "legal",
+)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split("\t") for line in lines[1:] if line.strip()]
+
+
+def _accuracy(rows: list[list[str]]) -> tuple[float, list[str]]:
+    labelled = [r for r in rows if r[0] in CATEGORIES]
+    misses = [f"{r[0]}: {r[1]} -> {classify(r[1]).category}" for r in labelled]
+    misses = [m for m, r in zip(misses, labelled, strict=True) if classify(r[1]).category != r[0]]
+    return 1 - len(misses) / len(labelled), misses
+
+
+def test_lexicon_has_the_catalogue_categories_in_keypad_order() -> None:
+    catalogue = yaml.safe_load((REPO / "kb" / "data" / "categories.yaml").read_text("utf-8"))
+    keys = [c["key"] for c in sorted(catalogue, key=lambda c: c["dtmf"])]
+    assert tuple(load_lexicon()["categories"]) == tuple(keys) == CATEGORIES
+
+
+def test_lexicon_is_broad_and_bilingual() -> None:
+    for key, section in load_lexicon()["categories"].items():
+        zh = sum(len(terms) for terms in section["zh"].values())
+        en = sum(len(terms) for terms in section["en"].values())
+        assert zh >= 120, (key, zh)
+        assert en >= 80, (key, en)
+
+
+def test_dev_set_accuracy_is_at_least_95_percent() -> None:
+    rows = _rows(DEV_SET)
+    assert len(rows) == 96
+    accuracy, misses = _accuracy(rows)
+    assert accuracy >= 0.95, misses
+
+
+def test_extra_set_has_enough_rows_per_category() -> None:
+    rows = _rows(EXTRA_SET)
+    for key in CATEGORIES:
+        assert sum(1 for r in rows if r[0] == key) >= 15, key
+
+
+def test_extra_set_accuracy_and_complaints() -> None:
+    rows = _rows(EXTRA_SET)
+    accuracy, misses = _accuracy(rows)
+    assert accuracy >= 0.95, misses
+    wrong = [r[1] for r in rows if classify(r[1]).complaint != (r[2] == "1")]
+    assert len(wrong) <= len(rows) * 0.02, wrong
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # recogniser homophones of the key words
+        ("容资难找谁帮忙", "financing"),
+        ("想找个律诗咨询一下", "legal"),
+        ("员工陪训有什么课程", "talent"),
+        ("著册公司要什么材料", "startup"),
+        # overlapping vocabulary decided by meaning
+        ("给销售团队安排培训", "talent"),
+        ("融资租赁合同纠纷", "legal"),
+        ("借款合同纠纷怎么打官司", "legal"),
+        ("想申请创业担保贷款", "financing"),
+        ("想参加跨境电商的培训班", "talent"),
+        ("区里某个部门乱罚款，企业想维权", "legal"),
+        # scripts, widths, fillers, no punctuation
+        ("請問有沒有最新的產業政策通知", "information"),
+        ("企業想申請貸款", "financing"),
+        ("ＩＰＯ辅导找谁", "financing"),
+        ("想找律师　咨询合同问题", "legal"),
+        ("嗯那个就是我们想那个嗯注册一家公司", "startup"),
+        ("我们厂就是那个缺工人能不能帮忙招人然后工资怎么定", "talent"),
+        # mixed Chinese and English, English typos and SMS spellings
+        ("想apply一个bank loan", "financing"),
+        ("我们需要hire几个engineer", "talent"),
+        ("合同dispute怎么办", "legal"),
+        ("need finacing for new production line", "financing"),
+        ("need a lawyr for a contract", "legal"),
+        ("pls send info on latest tax incentives", "information"),
+        ("how to open a small company", "startup"),
+        ("we want to exibit at a trade fair", "market"),
+    ],
+)
+def test_named_hard_cases(text: str, expected: str) -> None:
+    result = classify(text)
+    assert result.category == expected, result
+
+
+def test_negation_removes_the_negated_need() -> None:
+    result = classify("不需要贷款，是合同纠纷")
+    assert result.category == "legal"
+    assert result.alternatives[0][0] == "legal"
+    assert dict(result.alternatives)["financing"] == 0.0
+
+
+def test_negation_denies_only_the_next_thing_named() -> None:
+    assert classify("有没有不要抵押的贷款产品").category == "financing"
+
+
+def test_homophones_of_two_characters_need_the_same_tones() -> None:
+    # 找人 (zhao3 ren2) is an ordinary word, not 招人 (zhao1 ren2) misheard.
+    result = classify("企业经营出现困难想找人分析原因")
+    assert result.category == "management", result
+    assert dict(result.alternatives)["talent"] == 0.0
+    # 钱了 (qian2) is not 欠了 (qian4).
+    assert classify("公司账上没钱了，能借到钱吗").category == "financing"
+
+
+def test_misspelling_ties_go_to_the_closer_prefix() -> None:
+    result = classify("do we need a lawer to review this agreement")
+    assert result.category == "legal", result
+    assert "lawer" in result.evidence
+
+
+def test_brace_alternatives_in_the_lexicon() -> None:
+    assert expand_braces("{开|办}{个|}店") == ["开个店", "开店", "办个店", "办店"]
+    assert classify("我辞职了想自己搞个小公司").category == "startup"
+    assert classify("暑假想招一批临时工").category == "talent"
+
+
+def test_neutral_question_forms_do_not_negate() -> None:
+    assert classify("有没有贷款").category == "financing"
+    assert classify("要不要做检测").category == "technology"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "热线一直打不通",
+        "你们服务态度太差了",
+        "没人回电话",
+        "上次推荐的机构乱收费",
+        "說好的回訪一直沒有",
+        "nobody called me back",
+        "they overcharged me",
+        "the hotline never answers",
+        "your staff were rude to me",
+    ],
+)
+def test_complaints_about_the_service(text: str) -> None:
+    result = classify(text)
+    assert result.complaint is True, result
+    assert result.evidence, result
+
+
+def test_complaint_keeps_a_clear_need() -> None:
+    result = classify("申请贷款的事一个月了都没人回电话")
+    assert result.complaint is True
+    assert result.category == "financing"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "税务局的人办事拖拉还乱收费我们要投诉",
+        "街道办不给我们办手续还刁难",
+        "城管来店里乱罚款",
+        "a government office is fining us unfairly, how do we protect our rights",
+        "民营企业维权投诉中心怎么联系",
+    ],
+)
+def test_grievance_against_an_office_is_legal_not_a_complaint(text: str) -> None:
+    result = classify(text)
+    assert result.complaint is False, result
+    assert result.category == "legal", result
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["想贷款", "想找律师", "要招人", "想参加展会", "I need a business loan", "培训"],
+)
+def test_plain_needs_are_not_complaints(text: str) -> None:
+    assert classify(text).complaint is False
+
+
+def test_language() -> None:
+    assert classify("想贷款").language == "zh"
+    assert classify("I need a loan").language == "en"
+    assert classify("想apply一个bank loan").language == "zh"
+    assert classify("I am in 渝北 and need a loan").language == "en"
+
+
+def test_evidence_quotes_the_callers_own_words() -> None:
+    result = classify("企業想申請貸款")
+    assert result.evidence == ("貸款",)
+    result = classify("容资难")
+    assert result.evidence == ("容资难",)
+
+
+def test_result_is_json_ready() -> None:
+    data = classify("想找律师咨询合同问题").to_dict()
+    assert json.loads(json.dumps(data, ensure_ascii=False)) == data
+    assert data["category"] == "legal"
+    assert [pair[0] for pair in data["alternatives"]][0] == "legal"
+    assert set(data) == {
+        "category",
+        "confidence",
+        "alternatives",
+        "evidence",
+        "complaint",
+        "language",
+    }
+
+
+def test_threshold_decides_when_to_ask_again() -> None:
+    threshold = get_matcher().threshold
+    for text in ["想贷款", "有点问题", "产品", "factory automation consulting", "", "你好"]:
+        result = classify(text)
+        assert (result.category is None) == (result.confidence < threshold), result
+    assert classify("产品").category is None
+    assert classify("想贷款").confidence > 0.7
+
+
+def test_empty_and_noise_give_no_category() -> None:
+    for text in ["", "   ", "\x00\x01\x02", "😀🎉🙏", "。。。！！！", "1234567890", "嗯嗯嗯那个"]:
+        result = classify(text)
+        assert result.category is None
+        assert result.confidence < 0.1
+        assert result.complaint is False
+
+
+def test_ten_thousand_characters_of_noise_is_bounded() -> None:
+    noise = ("😀\x07#@%\u200b¥\ufeff" * 2000)[:10_000]
+    classify(noise)
+    started = time.perf_counter()
+    result = classify(noise)
+    assert time.perf_counter() - started < 0.1
+    assert result.category is None
+
+
+def test_long_text_with_a_need_at_its_start() -> None:
+    text = "我们想申请贷款" + "啊" * 9_990
+    assert classify(text).category == "financing"
+
+
+def _check_invariants(result: Classification) -> None:
+    assert 0.0 <= result.confidence <= 1.0
+    keys = [key for key, _ in result.alternatives]
+    assert sorted(keys) == sorted(CATEGORIES)
+    scores = [score for _, score in result.alternatives]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert result.confidence == scores[0]
+    assert result.category in (None, keys[0])
+    assert result.language in ("zh", "en")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_keeps_the_invariants(text: str) -> None:
+    _check_invariants(classify(text))
+
+
+def _to_length(seed: str, length: int) -> str:
+    return (seed * (length // max(len(seed), 1) + 1))[:length] if seed else ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=200), st.integers(min_value=5_000, max_value=10_000))
+def test_long_random_text_keeps_the_invariants(seed: str, length: int) -> None:
+    _check_invariants(classify(_to_length(seed, length)))
+
+
+NOISE = st.text(
+    alphabet=st.one_of(
+        st.characters(categories=["Cc", "Cf", "Zs", "Nd", "Po", "Ps", "Pe", "Sm", "Sc", "So"]),
+        st.sampled_from("😀🎉🙏👍🔥💯❤️\u200b\ufeff"),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(NOISE, st.integers(min_value=0, max_value=10_000))
+def test_noise_gives_no_category(seed: str, length: int) -> None:
+    result = classify(_to_length(seed, length))
+    _check_invariants(result)
+    assert result.category is None
+    assert result.confidence == 0.0
