@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hotline import api, webhooks
+from hotline import api, api_routing, api_tickets, webhooks, webhooks_voice
 from hotline.queue import connect, resolve_redis_url
 from hotline.settings import Settings, load_settings
 from hotline.wiring import configure_domain
+from kb.db import get_engine
+from tickets import outbox
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(webhooks.router)
+    app.include_router(webhooks_voice.router)
     app.include_router(api.router)
+    app.include_router(api_routing.router)
+    app.include_router(api_tickets.router)
     app.include_router(api.health_router)
+    app.add_middleware(
+        RelayOutboxAfterResponse,
+        relay=lambda: outbox.relay_outbox(
+            outbox.session_factory_for(get_engine()), app.state.redis
+        ),
+    )
     return app
+
+
+class RelayOutboxAfterResponse:
+    """After a request whose handler committed outbox rows (jobs its change needs), move them
+    into RQ. It runs once the response is sent, so the caller never waits on Redis and still
+    gets an answer when Redis is down; the worker's periodic relay retries what is left."""
+
+    def __init__(self, app: ASGIApp, relay: Callable[[], object]) -> None:
+        self.app = app
+        self.relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+        if scope["type"] == "http" and outbox.pending_commits.is_set():
+            outbox.pending_commits.clear()
+            try:
+                await run_in_threadpool(self.relay)
+            except Exception:  # noqa: BLE001 - the periodic relay will try again
+                log.exception("outbox relay after the request failed")
 
 
 def _lazy_app() -> FastAPI:

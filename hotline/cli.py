@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.engine import make_url
 
+from hotline import cli_simulator, cli_tickets, cli_users
 from hotline.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="SME service hotline.", no_args_is_help=True, add_completion=False)
@@ -23,6 +24,9 @@ tickets_app = typer.Typer(help="Tickets.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(kb_app, name="kb")
 app.add_typer(tickets_app, name="tickets")
+cli_simulator.register(app)  # hotline call, hotline sms
+cli_tickets.register(tickets_app)  # hotline tickets show
+cli_users.register(app)  # hotline users create, hotline users token
 
 
 def _settings() -> Settings:

@@ -47,6 +47,7 @@ def inbound_sms(form: TwilioForm, session: SessionDep) -> Response:
         body=form.get("Body", ""),
         account_sid=form.get("AccountSid", ""),
         num_media=_int(form.get("NumMedia")),
+        opt_out_type=form.get("OptOutType", ""),
     )
     try:
         reply = handle_inbound_sms(session, sms)

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from hotline.settings import Settings
 from kb import db
+from routing import quality
+from tickets import telephony
+from tickets.metrics import quality_inputs
+from tickets.revisit import derive_secret
 from tickets.service import ticket_service
+
+
+def build_telephony(settings: Settings) -> telephony.Telephony:
+    """Twilio's REST API when its credentials are configured, else the offline recorder."""
+    if settings.twilio_configured:
+        assert settings.twilio_account_sid and settings.twilio_auth_token
+        return telephony.TwilioTelephony.from_credentials(
+            settings.twilio_account_sid, settings.twilio_auth_token, settings.main_number
+        )
+    return telephony.OfflineTelephony(settings.main_number)
 
 
 def configure_domain(settings: Settings) -> None:
     """Build the adapters the domain packages use, from the one settings object."""
     db.configure(settings.database_url)
-    ticket_service.configure(timezone=settings.timezone)
+    ticket_service.configure(
+        timezone=settings.timezone,
+        public_base_url=settings.public_base_url,
+        survey_secret=derive_secret(settings.auth_token),
+    )
+    telephony.configure(build_telephony(settings))
+    # Routing weighs institutions by their clients' revisit satisfaction, measured here.
+    quality.use_provider(lambda session: quality.QualityTable.from_ratings(quality_inputs(session)))

@@ -2,26 +2,68 @@
 
 The webhook is thin; everything a text does happens here, over one database session that the
 caller commits. Deliveries are idempotent on Twilio's MessageSid: the stored reply is returned.
+
+What a text can be, checked in this order:
+
+- a keyword: ``STOP``/``UNSUBSCRIBE``/``退订``/``TD`` (and Twilio's other opt-out words) opt the
+  sender out of every later message; ``START``/``订阅`` opt back in; ``HELP``/``帮助`` gets a
+  short guide; ``查询``/``CX``/``STATUS`` + a ticket number gets the ticket's status, only on the
+  phone that opened it; ``投诉``/``COMPLAINT`` + text opens a complaint for supervisors;
+- the district the hotline asked for in its previous reply (the conversation is kept per
+  sender for 30 minutes);
+- a need: classified, located, opened (or linked to the same open request) and routed. When
+  the district is neither in the text nor in the firm's profile, the case is opened at once
+  (nothing is lost if the sender never answers) and the reply asks for the district.
+
+Replies fit three UCS-2 segments. An opted-out sender still gets their case opened, but no
+reply: Twilio's own opt-out handling (``OptOutType``) has already answered its keywords.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 import routing
+from ivr_flows import store
+from ivr_flows.models import DialogueState
 from ivr_flows.segments import MAX_REPLY_SEGMENTS, segments
 from ivr_flows.texts import text
+from kb.db import utcnow
 from kb.repository import catalogue_repository
-from tickets.models import Channel, InboundMessage, TicketKind
+from tickets.models import Channel, Firm, InboundMessage, Ticket, TicketKind, TicketState
+from tickets.numbers import find_in_text, normalise
 from tickets.phones import normalise_phone
 from tickets.repository import ticket_repository
 from tickets.service import Actor, ticket_service
 
 SMS_ACTOR = Actor("system:sms")
 MAX_BODY_CHARS = 2000
+DISTRICT_ATTEMPTS = 2
+
+# Twilio's default opt-out, opt-in and help keywords, and the Chinese carriers' ones.
+STOP_WORDS = {
+    "STOP": "en",
+    "STOPALL": "en",
+    "UNSUBSCRIBE": "en",
+    "CANCEL": "en",
+    "END": "en",
+    "QUIT": "en",
+    "OPTOUT": "en",
+    "退订": "zh",
+    "TD": "zh",
+    "退订短信": "zh",
+}
+START_WORDS = {"START": "en", "UNSTOP": "en", "SUBSCRIBE": "en", "订阅": "zh", "恢复订阅": "zh"}
+HELP_WORDS = {"HELP": "en", "INFO": "en", "帮助": "zh", "?": "zh", "？": "zh"}
+_STATUS = re.compile(r"^(查询|CX|STATUS)(?![A-Z])[\s:：]*(.*)$", re.IGNORECASE | re.DOTALL)
+_COMPLAINT = re.compile(r"^(投诉|COMPLAINT|COMPLAIN)(?![A-Z])[\s:：,，]*(.*)$", re.IGNORECASE)
+_STATUS_LANGUAGE = {"查询": "zh", "CX": "zh", "STATUS": "en"}
 
 
 class DuplicateDelivery(Exception):
@@ -36,6 +78,9 @@ class InboundSms:
     body: str
     account_sid: str = ""
     num_media: int = 0
+    # Set by Twilio when its Advanced Opt-Out handled the text (STOP, START or HELP) and
+    # already answered it.
+    opt_out_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +88,12 @@ class SmsReply:
     body: str
     ticket_number: str | None
     repeated: bool
+
+
+@dataclass(frozen=True)
+class _Answer:
+    reply: str
+    ticket: Ticket | None = None
 
 
 def stored_reply(session: Session, message_sid: str) -> SmsReply | None:
@@ -56,7 +107,9 @@ def stored_reply(session: Session, message_sid: str) -> SmsReply | None:
     return SmsReply(body=message.reply, ticket_number=number, repeated=True)
 
 
-def handle_inbound_sms(session: Session, sms: InboundSms) -> SmsReply:
+def handle_inbound_sms(
+    session: Session, sms: InboundSms, *, now: datetime | None = None
+) -> SmsReply:
     previous = stored_reply(session, sms.message_sid)
     if previous is not None:
         return previous
@@ -75,21 +128,131 @@ def handle_inbound_sms(session: Session, sms: InboundSms) -> SmsReply:
     except IntegrityError as exc:
         raise DuplicateDelivery(sms.message_sid) from exc
 
-    reply, ticket_id, number = _answer(session, sms.from_number, body)
-    message.reply = reply
-    message.ticket_id = ticket_id
+    answer = _answer(session, sms, body, now or utcnow())
+    ticket = answer.ticket
+    message.reply = answer.reply
+    message.ticket_id = ticket.id if ticket else None
     session.add(message)
     session.flush()
-    return SmsReply(body=reply, ticket_number=number, repeated=False)
+    return SmsReply(
+        body=answer.reply, ticket_number=ticket.number if ticket else None, repeated=False
+    )
 
 
-def _answer(session: Session, sender: str, body: str) -> tuple[str, int | None, str | None]:
+def _keyword(body: str) -> str:
+    """The text as a keyword: full-width folded, punctuation and spaces dropped, upper case."""
+    folded = unicodedata.normalize("NFKC", body).strip().upper()
+    return re.sub(r"[\s.!。！,，]+", "", folded)
+
+
+def _answer(session: Session, sms: InboundSms, body: str, now: datetime) -> _Answer:
+    phone = normalise_phone(sms.from_number) or sms.from_number
+    firm = ticket_repository.firm_by_phone(session, phone)
+    word = _keyword(body)
+
+    if word in STOP_WORDS:
+        firm = firm or ticket_service.find_or_create_firm(session, phone, language=STOP_WORDS[word])
+        _set_opt_out(session, firm, True)
+        store.end_state(session, store.sms_key(phone))
+        reply = "" if sms.opt_out_type else text("sms_texts", "opted_out", STOP_WORDS[word])
+        return _Answer(reply)
+    if word in START_WORDS:
+        firm = firm or ticket_service.find_or_create_firm(
+            session, phone, language=START_WORDS[word]
+        )
+        _set_opt_out(session, firm, False)
+        reply = "" if sms.opt_out_type else text("sms_texts", "opted_in", START_WORDS[word])
+        return _Answer(reply)
+    if word in HELP_WORDS:
+        return _Answer("" if sms.opt_out_type else text("sms_texts", "help", HELP_WORDS[word]))
+
+    opted_out = firm is not None and firm.sms_opted_out
+    answer = _request(session, phone, body, now)
+    # The case is kept; only the reply is withheld from a sender who opted out.
+    return _Answer("", answer.ticket) if opted_out else answer
+
+
+def _set_opt_out(session: Session, firm: Firm, opted_out: bool) -> None:
+    firm.sms_opted_out = opted_out
+    session.add(firm)
+    session.flush()
+
+
+def _request(session: Session, phone: str, body: str, now: datetime) -> _Answer:
+    status = _STATUS.match(body.strip())
+    if status:
+        language = _STATUS_LANGUAGE.get(status.group(1).upper(), "zh")
+        return _status(session, phone, status.group(2), language)
+    complaint = _COMPLAINT.match(body.strip())
+    if complaint:
+        return _need(session, phone, body, now, force_complaint=True)
+    if not body.strip():
+        return _Answer(text("sms_texts", "empty", routing.classify(body).language))
+
+    state = store.load_state(session, store.sms_key(phone), now=now)
+    if state is not None and state.data.get("awaiting") == "district":
+        answered = _district_answer(session, state, phone, body, now)
+        if answered is not None:
+            return answered
+    return _need(session, phone, body, now)
+
+
+def _status(session: Session, phone: str, rest: str, language: str) -> _Answer:
+    number = (find_in_text(rest) or normalise(rest)) if rest.strip() else None
+    ticket: Ticket | None
+    if number:
+        ticket = ticket_repository.by_number(session, number)
+    elif not rest.strip():
+        # "查询" alone: the sender's latest case.
+        ticket = session.exec(
+            select(Ticket)
+            .where(Ticket.caller_phone == phone)
+            .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc())
+        ).first()
+    else:
+        ticket = None
+    if ticket is None or ticket.caller_phone != phone:
+        # The same answer for "no such ticket" and "not yours": numbers cannot be probed.
+        return _Answer(text("sms_texts", "status_unknown", language))
+    institution = (
+        catalogue_repository.institution(session, ticket.institution_id)
+        if ticket.institution_id
+        else None
+    )
+    served = ""
+    if institution is not None and ticket.state not in (TicketState.new, TicketState.cancelled):
+        served = text(
+            "sms_texts",
+            "status_institution",
+            language,
+            institution_name=institution.name_zh if language == "zh" else institution.name_en,
+            phone=institution.phone,
+        )
+    reply = text(
+        "sms_texts",
+        "status",
+        language,
+        number=ticket.number,
+        state=text("sms_texts", f"state_{ticket.state.value}", language),
+        institution=served,
+    )
+    if segments(reply) > MAX_REPLY_SEGMENTS:
+        reply = text(
+            "sms_texts",
+            "status",
+            language,
+            number=ticket.number,
+            state=text("sms_texts", f"state_{ticket.state.value}", language),
+            institution="",
+        )
+    return _Answer(reply, ticket)
+
+
+def _need(
+    session: Session, phone: str, body: str, now: datetime, *, force_complaint: bool = False
+) -> _Answer:
     classification = routing.classify(body)
     language = classification.language
-    if not body.strip():
-        return text("sms_texts", "empty", language), None, None
-
-    phone = normalise_phone(sender) or sender
     firm = ticket_service.find_or_create_firm(session, phone, language=language)
     place = routing.locate(body)
     district_code = place.district_code if place else firm.district_code
@@ -98,8 +261,10 @@ def _answer(session: Session, sender: str, body: str) -> tuple[str, int | None, 
         firm.district_code = place.district_code
         session.add(firm)
 
-    kind = TicketKind.complaint if classification.complaint else TicketKind.service
-    ticket = ticket_service.open_ticket(
+    complaint = force_complaint or classification.complaint
+    kind = TicketKind.complaint if complaint else TicketKind.service
+    # A repeat of the firm's open request is added to it, not opened as a duplicate.
+    intake = ticket_service.intake(
         session,
         actor=SMS_ACTOR,
         channel=Channel.sms,
@@ -107,30 +272,105 @@ def _answer(session: Session, sender: str, body: str) -> tuple[str, int | None, 
         summary=body,
         language=language,
         kind=kind,
-        category=classification.category,
+        category=None if complaint else classification.category,
         district_code=district_code,
         cluster_code=cluster_code,
         classification=classification.to_dict(),
         firm=firm,
+        now=now,
     )
+    ticket = intake.ticket
+    if intake.follow_up:
+        return _Answer(text("sms_texts", "follow_up", language, number=ticket.number), ticket)
     if kind == TicketKind.complaint:
-        return (
-            text("sms_texts", "complaint", language, number=ticket.number),
-            ticket.id,
-            ticket.number,
-        )
+        return _Answer(text("sms_texts", "complaint", language, number=ticket.number), ticket)
     if classification.category is None:
         reply = text("sms_texts", "unclassified", language, number=ticket.number)
-        return reply, ticket.id, ticket.number
+        return _Answer(reply, ticket)
+    if district_code is None:
+        _await_district(session, phone, ticket, language, now)
+        category = catalogue_repository.category(session, classification.category)
+        assert category is not None
+        reply = text(
+            "sms_texts",
+            "ask_district",
+            language,
+            number=ticket.number,
+            category=category.name_zh if language == "zh" else category.name_en.lower(),
+        )
+        return _Answer(reply, ticket)
+    return _Answer(_dispatch(session, ticket, language, now), ticket)
 
-    decision = routing.match(
-        session, category=classification.category, place=district_code, cluster=cluster_code
+
+def _await_district(
+    session: Session, phone: str, ticket: Ticket, language: str, now: datetime
+) -> None:
+    key = store.sms_key(phone)
+    state = store.load_state(session, key, now=now) or store.create_state(
+        session, key, flow="sms", phone=phone, language=language, ttl=store.SMS_TTL, now=now
     )
-    ticket_service.dispatch(session, ticket, actor=SMS_ACTOR, decision=decision)
+    store.save_state(
+        session,
+        state,
+        data={"awaiting": "district", "ticket_id": ticket.id, "attempts": 0},
+        language=language,
+        ttl=store.SMS_TTL,
+        now=now,
+    )
+
+
+def _district_answer(
+    session: Session, state: DialogueState, phone: str, body: str, now: datetime
+) -> _Answer | None:
+    """The reply to "which district?"; None when the text is a new need instead."""
+    ticket = ticket_repository.by_id(session, int(state.data.get("ticket_id") or 0))
+    if ticket is None or ticket.state != TicketState.new:
+        store.end_state(session, state.key)
+        return None
+    category = routing.classify(body).category
+    if category is not None and category != ticket.category:
+        # Another need, not the answer: it is handled as such; the first case stays open
+        # (new) for an agent to route.
+        store.end_state(session, state.key)
+        return None
+    place = routing.locate(body)
+    attempts = int(state.data.get("attempts") or 0) + 1
+    if place is None:
+        if attempts < DISTRICT_ATTEMPTS:
+            store.save_state(
+                session,
+                state,
+                data={**state.data, "attempts": attempts},
+                ttl=store.SMS_TTL,
+                now=now,
+            )
+            return _Answer(text("sms_texts", "ask_district_again", ticket.language), ticket)
+    store.end_state(session, state.key)
+    if place is not None:
+        ticket.district_code = place.district_code
+        ticket.cluster_code = place.code if place.kind == "cluster" else None
+        session.add(ticket)
+        firm = ticket_repository.firm_by_phone(session, phone)
+        if firm is not None:
+            firm.district_code = place.district_code
+            session.add(firm)
+        session.flush()
+    # Asked twice without an answer: the municipal platform takes it rather than nobody.
+    return _Answer(_dispatch(session, ticket, ticket.language, now), ticket)
+
+
+def _dispatch(session: Session, ticket: Ticket, language: str, now: datetime) -> str:
+    assert ticket.category is not None
+    # No live contact by text, so no restriction to who is open now: the nearest qualified
+    # institution serves it in its hours.
+    decision = routing.match(
+        session, category=ticket.category, place=ticket.district_code, cluster=ticket.cluster_code
+    )
+    ticket_service.dispatch(session, ticket, actor=SMS_ACTOR, decision=decision, now=now)
     institution = catalogue_repository.institution(session, decision.institution_id)
-    category = catalogue_repository.category(session, classification.category)
+    category = catalogue_repository.category(session, ticket.category)
     assert institution is not None and category is not None
-    reply = _fit(
+    return _fit(
         language,
         number=ticket.number,
         category=category.name_zh if language == "zh" else category.name_en.lower(),
@@ -138,7 +378,6 @@ def _answer(session: Session, sender: str, body: str) -> tuple[str, int | None, 
         phone=institution.phone,
         hours=institution.hours_zh if language == "zh" else institution.hours_en,
     )
-    return reply, ticket.id, ticket.number
 
 
 def _fit(language: str, **values: str) -> str:

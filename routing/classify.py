@@ -123,6 +123,7 @@ class Matcher:
     cues: tuple[Cue, ...] = ()
     factors: dict[str, float] = field(default_factory=dict)
     complaint_threshold: float = 3.0
+    self_target_bonus: float = 0.0
     saturation: float = 2.0
     threshold: float = 0.4
     _corrections: dict[str, str | None] = field(default_factory=dict)
@@ -140,6 +141,7 @@ class Matcher:
             ),
             factors={k: float(v) for k, v in lexicon["match"].items()},
             complaint_threshold=float(lexicon["complaint"]["threshold"]),
+            self_target_bonus=float(lexicon["complaint"].get("self_target_bonus", 0.0)),
             saturation=float(conf["saturation"]),
             threshold=float(conf["threshold"]),
         )
@@ -417,6 +419,10 @@ class Matcher:
                 scores[key] += value
             else:
                 complaint_score += value
+        # A grumble aimed at the hotline or its referral ("你们 ... 一直没") needs less
+        # evidence than one aimed at nobody in particular.
+        if complaint_score > 0.0 and SELF_TARGET in present:
+            complaint_score += self.self_target_bonus
         if complaint_score >= self.complaint_threshold:
             present.add(COMPLAINT)
         self._apply_cues(scores, present, cue_hits)

@@ -25,6 +25,10 @@ class Candidate:
     tier: str
     distance_km: float | None
     score: float
+    # The score's other inputs: share of capacity in use (0..1) and the Bayesian mean
+    # satisfaction from revisits (1..5, the prior mean when there is none).
+    load: float | None = None
+    satisfaction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,14 @@ class RoutingDecision:
     reasons: list[Reason]
     candidates: list[Candidate]
     inputs: dict[str, Any] = field(default_factory=dict)
+    institution_code: str = ""
+    name_zh: str = ""
+    name_en: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only: the ticket stores this as its routing record."""
         return asdict(self)
+
+    def reason(self, code: str) -> Reason | None:
+        """The first reason with this code, if any."""
+        return next((r for r in self.reasons if r.code == code), None)

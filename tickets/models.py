@@ -1,4 +1,5 @@
-"""Case tables: firms, tickets, their events, routing decisions and inbound messages."""
+"""Case tables: firms, tickets, their events, routing decisions, revisits, inbound messages, the
+transactional outbox and the record of outbound calls and messages."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Text, event
 from sqlmodel import Field, SQLModel
 
 from kb.db import enum_field, timestamp_field, utcnow
@@ -29,6 +30,30 @@ class TicketState(StrEnum):
     escalated = "escalated"
     declined = "declined"
     cancelled = "cancelled"
+
+
+class Role(StrEnum):
+    """Who may act on tickets. Institution users are bound to one institution."""
+
+    agent = "agent"
+    supervisor = "supervisor"
+    institution = "institution"
+    admin = "admin"
+    system = "system"
+
+
+class Closure(StrEnum):
+    """Why a ticket ended (closed or cancelled)."""
+
+    revisit_met = "revisit_met"
+    revisit_refused = "revisit_refused"
+    revisit_unreachable = "revisit_unreachable"
+    supervisor = "supervisor"
+    complaint_upheld = "complaint_upheld"
+    complaint_dismissed = "complaint_dismissed"
+    spam = "spam"
+    duplicate = "duplicate"
+    withdrawn = "withdrawn"
 
 
 class Channel(StrEnum):
@@ -82,11 +107,36 @@ class Ticket(SQLModel, table=True):
     classification: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
+    # A complaint points at the ticket it complains about.
     related_ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
-    assignee: str | None = Field(default=None, max_length=64)
+    # A cancelled duplicate points at the ticket it duplicates.
+    duplicate_of_id: int | None = Field(default=None, foreign_key="ticket.id")
+    # A complaint about a hotline agent names them, so that agent never handles it.
+    subject_agent: str | None = Field(default=None, max_length=96)
+    assignee: str | None = Field(default=None, max_length=96)
+    # Optimistic concurrency: every change is ``UPDATE ... WHERE id = :id AND version = :v``.
     version: int = Field(default=1)
     created_at: datetime = timestamp_field(default_factory=utcnow, index=True)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
+    # The ticket holds one unit of its institution's capacity (``Institution.open_cases``).
+    counts_as_open: bool = False
+    # Lifecycle milestones (UTC), the measures are computed from them.
+    dispatched_at: datetime | None = timestamp_field(default=None)
+    accepted_at: datetime | None = timestamp_field(default=None)
+    first_contact_at: datetime | None = timestamp_field(default=None)
+    resolved_at: datetime | None = timestamp_field(default=None)
+    closed_at: datetime | None = timestamp_field(default=None)
+    # SLA clocks, on the working calendar, set at each dispatch.
+    accept_due_at: datetime | None = timestamp_field(default=None)
+    contact_due_at: datetime | None = timestamp_field(default=None)
+    resolve_due_at: datetime | None = timestamp_field(default=None)
+    escalation_level: int = 0
+    escalated_at: datetime | None = timestamp_field(default=None)
+    reopen_count: int = 0
+    closure: Closure | None = enum_field(Closure, 24, default=None, nullable=True)
+    # The latest revisit's outcome code (tickets/data/revisit_outcomes.yaml) and score 1..5.
+    revisit_outcome: str | None = Field(default=None, max_length=16)
+    satisfaction: int | None = Field(default=None)
 
 
 class TicketEvent(SQLModel, table=True):
@@ -97,11 +147,18 @@ class TicketEvent(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     at: datetime = timestamp_field(default_factory=utcnow)
     actor: str = Field(max_length=96)
+    actor_role: str = Field(default="system", max_length=16)
     action: str = Field(max_length=32)
     from_state: str | None = Field(default=None, max_length=20)
     to_state: str | None = Field(default=None, max_length=20)
     note: str = Field(default="", sa_type=Text)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+@event.listens_for(TicketEvent, "before_update")
+@event.listens_for(TicketEvent, "before_delete")
+def _events_are_append_only(_mapper: Any, _connection: Any, target: TicketEvent) -> None:
+    raise RuntimeError(f"ticket events are append-only (event {target.id})")
 
 
 class RoutingRecord(SQLModel, table=True):
@@ -134,3 +191,87 @@ class InboundMessage(SQLModel, table=True):
     received_at: datetime = timestamp_field(default_factory=utcnow)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
     reply: str = Field(default="", sa_type=Text)
+
+
+class Revisit(SQLModel, table=True):
+    """One client revisit (客户回访) after a resolution: its call attempts and its outcome."""
+
+    __tablename__ = "revisit"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    # The institution that resolved the case: the one the outcome is about.
+    institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
+    due_at: datetime = timestamp_field()
+    # Calls placed, and how many of them went unanswered (a retry is due while they are equal).
+    attempts: int = 0
+    unanswered: int = 0
+    last_attempt_at: datetime | None = timestamp_field(default=None)
+    next_attempt_at: datetime | None = timestamp_field(default=None)
+    survey_sent_at: datetime | None = timestamp_field(default=None)
+    survey_expires_at: datetime | None = timestamp_field(default=None)
+    outcome: str | None = Field(default=None, max_length=16)
+    satisfaction: int | None = None
+    comment: str = Field(default="", sa_type=Text)
+    recording_url: str | None = Field(default=None, max_length=512)
+    completed_at: datetime | None = timestamp_field(default=None, index=True)
+    completed_by: str | None = Field(default=None, max_length=96)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A job that a committed state change needs (notify, SLA timer, revisit, SMS).
+
+    Written in the same transaction as the change, moved into RQ after commit by the relay, and
+    marked done by the job itself in the transaction of its effect: nothing is lost when Redis
+    is down, and a job delivered twice does nothing the second time.
+    """
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(max_length=48)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    queue: str = Field(default="default", max_length=16)
+    run_at: datetime | None = timestamp_field(default=None)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    relayed_at: datetime | None = timestamp_field(default=None, index=True)
+    done_at: datetime | None = timestamp_field(default=None)
+    result: str = Field(default="", max_length=200)
+
+
+class OutboundCall(SQLModel, table=True):
+    """An outbound call placed through the telephony port (offline: to be answered by the
+    phone simulator or a test; with Twilio: the call's SID and last known status)."""
+
+    __tablename__ = "outbound_call"
+    id: int | None = Field(default=None, primary_key=True)
+    to_number: str = Field(max_length=32)
+    from_number: str = Field(default="", max_length=32)
+    url: str = Field(max_length=512)
+    purpose: str = Field(max_length=32)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    status: str = Field(default="queued", max_length=16, index=True)
+    provider: str = Field(default="offline", max_length=16)
+    provider_sid: str | None = Field(default=None, max_length=64)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    updated_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+class OutboundMessage(SQLModel, table=True):
+    """An outbound SMS (to a firm, or a notice to a platform). ``suppressed`` when the firm has
+    opted out: kept so that the record shows the message was due and why it was not sent."""
+
+    __tablename__ = "outbound_message"
+    id: int | None = Field(default=None, primary_key=True)
+    to_number: str = Field(max_length=32)
+    from_number: str = Field(default="", max_length=32)
+    body: str = Field(sa_type=Text)
+    purpose: str = Field(max_length=32)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    firm_id: int | None = Field(default=None, foreign_key="firm.id")
+    institution_id: int | None = Field(default=None, foreign_key="institution.id")
+    status: str = Field(default="queued", max_length=16, index=True)
+    provider: str = Field(default="offline", max_length=16)
+    provider_sid: str | None = Field(default=None, max_length=64)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    updated_at: datetime = timestamp_field(default_factory=utcnow)

@@ -1,0 +1,101 @@
+"""``GET /api/route``: who would serve a need, and why (routing.match over HTTP)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from hotline.deps import SessionDep, SettingsDep
+from kb.service import UnknownValue, catalogue_service
+from routing.match import NoMunicipalPlatform, RoutingPolicy, match
+
+router = APIRouter(prefix="/api", tags=["routing"])
+
+
+class ReasonOut(BaseModel):
+    code: str
+    zh: str
+    en: str
+    value: float | str | None = None
+
+
+class CandidateOut(BaseModel):
+    institution_id: int
+    code: str
+    name_zh: str
+    name_en: str
+    tier: str
+    distance_km: float | None
+    score: float
+    load: float | None = None
+    satisfaction: float | None = None
+
+
+class RouteOut(BaseModel):
+    institution_id: int
+    institution_code: str
+    name_zh: str
+    name_en: str
+    tier: str
+    distance_km: float | None
+    score: float
+    reasons: list[ReasonOut]
+    candidates: list[CandidateOut]
+    inputs: dict[str, Any]
+
+
+def _invalid(
+    field: str, message: str, value: Any = None, suggestions: list[str] | None = None
+) -> HTTPException:
+    """A 422 shaped like the catalogue API's: what was wrong, and the nearest valid names."""
+    return HTTPException(
+        status_code=422,
+        detail={"error": message, "field": field, "value": value, "suggestions": suggestions or []},
+    )
+
+
+@router.get("/route", response_model=RouteOut)
+def route(
+    session: SessionDep,
+    settings: SettingsDep,
+    category: Annotated[str, Query(description="Category key, e.g. financing")],
+    district: Annotated[str | None, Query(description="District code or name")] = None,
+    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    cluster: Annotated[str | None, Query(description="Industrial cluster code or name")] = None,
+    exclude: Annotated[list[int] | None, Query(description="Institution ids that declined")] = None,
+    at: Annotated[
+        datetime | None, Query(description="Only institutions open then (ISO; naive = local)")
+    ] = None,
+) -> RouteOut:
+    """The institution that should serve the need, the reasons, and the next best."""
+    if (lat is None) != (lon is None):
+        raise _invalid("lat" if lat is None else "lon", "give both lat and lon, or neither")
+    if district is None and lat is None and cluster is None:
+        raise _invalid("district", "give a district, lat and lon, or a cluster")
+    try:
+        category_key = catalogue_service.require_category(session, category).key
+        district_code = (
+            catalogue_service.require_district(session, district).code if district else None
+        )
+        decision = match(
+            session,
+            category=category_key,
+            place=district_code,
+            lat=lat,
+            lon=lon,
+            cluster=cluster,
+            exclude=exclude or (),
+            at=at,
+            policy=RoutingPolicy(timezone=settings.timezone),
+        )
+    except UnknownValue as exc:
+        raise _invalid(exc.what, str(exc), exc.value, exc.suggestions) from None
+    except ValueError as exc:
+        raise _invalid("lat", str(exc)) from None
+    except NoMunicipalPlatform as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
+    return RouteOut.model_validate(decision.to_dict())

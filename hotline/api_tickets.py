@@ -1,0 +1,229 @@
+"""The tickets JSON API: lists, details, one POST per transition, and the measures.
+
+Thin: authenticate the bearer token to an actor, call the named service function, commit, answer.
+Domain errors become HTTP answers here: not permitted 403, a stale version or an illegal
+transition 409 with the ticket's current state, a missing field 422, an unknown ticket 404.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from hotline.accounts.service import actor_for, user_for_token
+from hotline.deps import SessionDep
+from kb.db import utcnow
+from tickets import lifecycle, metrics
+from tickets.errors import InvalidRequest, NotFound, NotPermitted, TicketConflict, TicketError
+from tickets.models import Role, Ticket, TicketKind, TicketState
+from tickets.numbers import normalise
+from tickets.phones import normalise_phone
+from tickets.repository import TicketFilter, ticket_repository
+from tickets.schemas import TicketDetail, TicketPage
+from tickets.service import Actor, ticket_service
+from tickets.views import ticket_detail, ticket_page, visibility
+
+router = APIRouter(prefix="/api", tags=["tickets"])
+
+
+def current_actor(
+    session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> Actor:
+    """The user behind ``Authorization: Bearer <token>`` (issued by ``hotline users token``)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    user = user_for_token(session, token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        raise HTTPException(
+            status_code=401,
+            detail="a valid bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return actor_for(user)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+class ActionRequest(BaseModel):
+    """The body of ``POST /api/tickets/{number}/{action}``."""
+
+    version: int | None = Field(
+        default=None, description="The version you read; a stale one is refused with 409"
+    )
+    note: str | None = Field(default=None, max_length=4000)
+    institution_id: int | None = Field(default=None, description="dispatch: the institution")
+    reason: str | None = Field(
+        default=None, description="cancel: spam, duplicate or withdrawn; escalate: why"
+    )
+    duplicate_of: str | None = Field(default=None, description="cancel: the original ticket")
+
+
+Action = Literal[
+    "claim",
+    "dispatch",
+    "accept",
+    "decline",
+    "start",
+    "resolve",
+    "reopen",
+    "cancel",
+    "escalate",
+    "uphold",
+    "dismiss",
+]
+
+
+def _error(exc: TicketError) -> JSONResponse:
+    if isinstance(exc, TicketConflict):
+        return JSONResponse(
+            status_code=409,
+            content={
+                "error": str(exc),
+                "number": exc.number,
+                "state": exc.state,
+                "version": exc.version,
+            },
+        )
+    status = {NotPermitted: 403, NotFound: 404, InvalidRequest: 422}.get(type(exc), 400)
+    return JSONResponse(status_code=status, content={"error": str(exc)})
+
+
+def _load(session: Session, number: str) -> Ticket:
+    canonical = normalise(number)
+    ticket = ticket_repository.by_number(session, canonical) if canonical else None
+    if ticket is None:
+        raise NotFound(f"no ticket {number}")
+    return ticket
+
+
+def _visible(session: Session, ticket: Ticket, actor: Actor) -> None:
+    related = (
+        ticket_repository.by_id(session, ticket.related_ticket_id)
+        if ticket.kind == TicketKind.complaint and ticket.related_ticket_id
+        else None
+    )
+    if not lifecycle.may_see(
+        actor.role, actor.name, actor.institution_id, ticket, related.assignee if related else None
+    ):
+        raise NotPermitted(f"you may not see ticket {ticket.number}")
+
+
+@router.get("/tickets", response_model=TicketPage)
+def list_tickets(
+    session: SessionDep,
+    actor: ActorDep,
+    state: TicketState | None = None,
+    category: str | None = None,
+    district: str | None = None,
+    phone: str | None = None,
+    kind: TicketKind | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """Newest first, keyset-paginated: pass ``next_cursor`` back as ``cursor``."""
+    wanted_phone = None
+    if phone is not None:
+        wanted_phone = normalise_phone(phone)
+        if wanted_phone is None:
+            raise HTTPException(status_code=422, detail=f"not a phone number: {phone}")
+    seen = visibility(actor)
+    where = TicketFilter(
+        state=state,
+        category=category,
+        district=district,
+        phone=wanted_phone,
+        kind=kind,
+        only_institution=seen.only_institution,
+        hide_complaints_about=seen.hide_complaints_about,
+    )
+    try:
+        return ticket_page(session, where, cursor=cursor, limit=limit)
+    except ValueError:
+        raise HTTPException(status_code=422, detail="bad cursor") from None
+
+
+@router.get("/tickets/{number}", response_model=TicketDetail)
+def get_ticket(number: str, session: SessionDep, actor: ActorDep) -> Any:
+    """The ticket with its timeline, routing decision and SLA clocks."""
+    try:
+        ticket = _load(session, number)
+        _visible(session, ticket, actor)
+    except TicketError as exc:
+        return _error(exc)
+    return ticket_detail(session, ticket, actor=actor)
+
+
+@router.post("/tickets/{number}/{action}", response_model=TicketDetail)
+def act_on_ticket(
+    number: str, action: Action, body: ActionRequest, session: SessionDep, actor: ActorDep
+) -> Any:
+    """One transition. 409 with the current state when ``version`` is stale or the ticket's
+    state does not allow the action; 403 when the actor's role may not."""
+    try:
+        ticket = _load(session, number)
+        _visible(session, ticket, actor)
+        _perform(session, ticket, action, body, actor)
+        session.commit()
+    except TicketError as exc:
+        session.rollback()
+        return _error(exc)
+    return ticket_detail(session, ticket, actor=actor)
+
+
+def _perform(
+    session: Session, ticket: Ticket, action: str, body: ActionRequest, actor: Actor
+) -> None:
+    common: dict[str, Any] = {"actor": actor, "note": body.note, "expected_version": body.version}
+    if action == "dispatch":
+        ticket_service.dispatch(session, ticket, institution_id=body.institution_id, **common)
+    elif action == "cancel":
+        duplicate = _load(session, body.duplicate_of) if body.duplicate_of else None
+        ticket_service.cancel(
+            session, ticket, reason=body.reason or "", duplicate_of=duplicate, **common
+        )
+    elif action == "escalate":
+        ticket_service.escalate(session, ticket, reason=body.reason or "manual", **common)
+    else:
+        getattr(ticket_service, action)(session, ticket, **common)
+
+
+class MetricsAnswer(BaseModel):
+    by: str
+    since: datetime
+    until: datetime
+    groups: list[dict[str, Any]]
+
+
+@router.get("/metrics", response_model=MetricsAnswer)
+def get_metrics(
+    session: SessionDep,
+    actor: ActorDep,
+    by: Literal["institution", "district", "category"] = "institution",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Any:
+    """Measures of the service tickets opened in ``[since, until)`` (default: the last 30 days),
+    per group; each rate's formula is documented in ``tickets.metrics``."""
+    if actor.role not in (Role.agent, Role.supervisor, Role.admin):
+        raise HTTPException(status_code=403, detail="measures are for hotline staff")
+    until = _aware(until) if until else utcnow()
+    since = _aware(since) if since else until - timedelta(days=30)
+    if since >= until:
+        raise HTTPException(status_code=422, detail="since must be before until")
+    measured = metrics.compute(session, since, until, by=by)
+    groups = [
+        measured[key].to_dict() for key in sorted(measured, key=lambda k: (k is None, str(k)))
+    ]
+    return MetricsAnswer(by=by, since=since, until=until, groups=groups)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A date-time without an offset is taken as Asia/Shanghai, as people in Chongqing mean."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=ticket_service.zone).astimezone(UTC)
+    return moment

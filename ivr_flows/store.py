@@ -1,0 +1,139 @@
+"""Dialogue state and webhook deliveries, in the caller's transaction.
+
+A delivery is claimed by inserting its key; a retry of the same webhook (Twilio's
+``I-Twilio-Idempotency-Token``, else the call or message and the step) finds the key and gets
+the stored reply back, without running the step's side effects again. The claim is made in a
+savepoint, so a concurrent duplicate that loses the race on the unique key still reads the
+winner's reply in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from ivr_flows.models import DialogueState, WebhookDelivery
+from kb.db import as_utc, utcnow
+
+CALL_TTL = timedelta(hours=6)
+SMS_TTL = timedelta(minutes=30)
+DELIVERY_TTL = timedelta(days=2)
+
+
+def call_key(call_sid: str) -> str:
+    return f"call:{call_sid}"
+
+
+def sms_key(phone: str) -> str:
+    return f"sms:{phone}"
+
+
+def load_state(session: Session, key: str, *, now: datetime | None = None) -> DialogueState | None:
+    """The live state under ``key`` (locked for this transaction on PostgreSQL), or None when
+    there is none or it expired."""
+    row = session.exec(
+        select(DialogueState).where(DialogueState.key == key).with_for_update()
+    ).first()
+    if row is None:
+        return None
+    if as_utc(row.expires_at) <= (now or utcnow()):
+        return None
+    return row
+
+
+def create_state(
+    session: Session,
+    key: str,
+    *,
+    flow: str,
+    phone: str,
+    language: str,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> DialogueState:
+    """A fresh state (replacing an expired one under the same key)."""
+    now = now or utcnow()
+    row = session.get(DialogueState, key)
+    if row is None:
+        row = DialogueState(key=key, flow=flow, phone=phone, expires_at=now + ttl)
+    row.flow, row.phone, row.language = flow, phone, language
+    row.data, row.ticket_id, row.finished = {}, None, False
+    row.created_at = row.updated_at = now
+    row.expires_at = now + ttl
+    session.add(row)
+    session.flush()
+    return row
+
+
+def save_state(
+    session: Session,
+    row: DialogueState,
+    *,
+    data: dict[str, Any],
+    language: str | None = None,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> None:
+    now = now or utcnow()
+    # A new dict, so the JSON column is seen as changed (in-place edits are not tracked).
+    row.data = dict(data)
+    if language is not None:
+        row.language = language
+    row.updated_at = now
+    row.expires_at = now + ttl
+    session.add(row)
+    session.flush()
+
+
+def end_state(session: Session, key: str) -> None:
+    session.execute(delete(DialogueState).where(col(DialogueState.key) == key))
+
+
+def _fit(key: str) -> str:
+    # Keys are built from Twilio's fields; a hash keeps an unexpectedly long one unique.
+    return (
+        key if len(key) <= 200 else key[:150] + ":" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    )
+
+
+def stored_reply(session: Session, key: str) -> str | None:
+    found = session.exec(select(WebhookDelivery).where(WebhookDelivery.key == _fit(key))).first()
+    return found.response if found is not None else None
+
+
+def claim(session: Session, key: str) -> WebhookDelivery | None:
+    """Claim the delivery ``key``; None when it was delivered before (read the stored reply)."""
+    if stored_reply(session, key) is not None:
+        return None
+    row = WebhookDelivery(key=_fit(key))
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def answer(session: Session, row: WebhookDelivery, response: str) -> None:
+    row.response = response
+    session.add(row)
+    session.flush()
+
+
+def purge_expired(session: Session, *, now: datetime | None = None) -> int:
+    """Forget expired conversations and old deliveries (run from a periodic job)."""
+    now = now or utcnow()
+    removed = 0
+    for statement in (
+        delete(DialogueState).where(col(DialogueState.expires_at) < now),
+        delete(WebhookDelivery).where(col(WebhookDelivery.created_at) < now - DELIVERY_TTL),
+    ):
+        result = cast(CursorResult[Any], session.execute(statement))
+        removed += int(result.rowcount or 0)
+    return removed

@@ -1,0 +1,256 @@
+"""The tickets JSON API over the real app: bearer tokens, visibility by role, one POST per
+transition with 403 / 409 / 422 answers, keyset pagination and the measures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hotline.accounts.service import create_user, issue_token
+from kb.db import utcnow
+from kb.models import Institution
+from tests.tickets.conftest import local, open_request, service_institutions
+from tickets import service
+from tickets.models import OutboxMessage, TicketKind
+from tickets.service import Actor
+
+
+@dataclass
+class People:
+    agent: dict[str, str]
+    other_agent: dict[str, str]
+    supervisor: dict[str, str]
+    bank_staff: dict[str, str]
+    other_staff: dict[str, str]
+    bank: Institution
+    other_bank: Institution
+
+
+def _bearer(
+    session: Session, username: str, role: str, institution_id: int | None = None
+) -> dict[str, str]:
+    user = create_user(session, username, role, institution_id=institution_id)
+    return {"Authorization": f"Bearer {issue_token(session, user)}"}
+
+
+@pytest.fixture
+def people(session: Session) -> People:
+    bank, other_bank = service_institutions(session, "financing")[:2]
+    found = People(
+        agent=_bearer(session, "li", "agent"),
+        other_agent=_bearer(session, "wang", "agent"),
+        supervisor=_bearer(session, "zhao", "supervisor"),
+        bank_staff=_bearer(session, "bank", "institution", bank.id),
+        other_staff=_bearer(session, "other", "institution", other_bank.id),
+        bank=bank,
+        other_bank=other_bank,
+    )
+    session.commit()
+    return found
+
+
+def _post(client: TestClient, who: dict[str, str], number: str, action: str, **body: object):  # type: ignore[no-untyped-def]
+    return client.post(f"/api/tickets/{number}/{action}", json=body, headers=who)
+
+
+def test_a_token_is_required(client: TestClient) -> None:
+    assert client.get("/api/tickets").status_code == 401
+    bad = client.get("/api/tickets", headers={"Authorization": "Bearer hl_nope"})
+    assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_case_through_the_api(
+    client: TestClient, session: Session, people: People, clean_db: Engine
+) -> None:
+    ticket = open_request(session, now=utcnow())  # the API acts at the real time
+    session.commit()
+    number = ticket.number
+
+    answer = _post(
+        client, people.agent, number, "dispatch", version=1, institution_id=people.bank.id
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["state"], body["version"], body["institution_id"]) == (
+        "dispatched",
+        2,
+        people.bank.id,
+    )
+    assert body["caller_phone"] == "138****8000"
+    assert [c["name"] for c in body["clocks"]] == ["accept", "contact", "resolve"]
+    assert body["clocks"][0]["status"] in ("running", "overdue")
+    assert body["routing"]["reasons"][0]["code"] == "manual"
+    # The SLA timers the dispatch needs were relayed into RQ right after the response.
+    with Session(clean_db) as check:
+        rows = check.exec(select(OutboxMessage)).all()
+        assert len(rows) == 3 and all(r.relayed_at is not None for r in rows)
+
+    # Agents do not accept; other institutions do not even see it.
+    assert _post(client, people.agent, number, "accept", version=2).status_code == 403
+    assert _post(client, people.other_staff, number, "accept", version=2).status_code == 403
+    assert client.get(f"/api/tickets/{number}", headers=people.other_staff).status_code == 403
+
+    assert _post(client, people.bank_staff, number, "accept", version=2).status_code == 200
+    stale = _post(client, people.bank_staff, number, "start", version=2, note="calling")
+    assert stale.status_code == 409
+    assert (stale.json()["state"], stale.json()["version"]) == ("accepted", 3)
+    illegal = _post(client, people.bank_staff, number, "accept", version=3)
+    assert illegal.status_code == 409 and "cannot accept" in illegal.json()["error"]
+    assert illegal.json()["state"] == "accepted"
+    assert _post(client, people.bank_staff, number, "start", version=3).status_code == 200
+    resolved = _post(client, people.bank_staff, number, "resolve", version=4, note="loan granted")
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
+    assert _post(client, people.agent, number, "reopen", version=5).status_code == 403
+    reopened = _post(client, people.supervisor, number, "reopen", version=5, note="firm disagrees")
+    assert reopened.status_code == 200 and reopened.json()["reopen_count"] == 1
+
+    detail = client.get(f"/api/tickets/{number.lower()}", headers=people.supervisor).json()
+    assert [e["action"] for e in detail["events"]] == [
+        "open",
+        "dispatch",
+        "accept",
+        "start",
+        "resolve",
+        "reopen",
+    ]
+    assert detail["events"][-1]["note"] == "firm disagrees"
+    assert "dispatch" in detail["actions"] and "accept" not in detail["actions"]
+    assert client.get("/api/tickets/CQ2612020999-A", headers=people.agent).status_code == 404
+
+
+def test_decline_cancel_and_escalate_need_what_they_need(
+    client: TestClient, session: Session, people: People
+) -> None:
+    original = open_request(session)
+    copy = open_request(session, phone="+8613900139000")
+    session.commit()
+    assert (
+        _post(
+            client, people.agent, copy.number, "dispatch", institution_id=people.bank.id
+        ).status_code
+        == 200
+    )
+    no_reason = _post(client, people.bank_staff, copy.number, "decline")
+    assert no_reason.status_code == 422 and "reason" in no_reason.json()["error"]
+    declined = _post(client, people.bank_staff, copy.number, "decline", note="not in our district")
+    assert declined.status_code == 200
+    assert declined.json()["state"] == "dispatched"  # re-routed to the next best
+    assert declined.json()["institution_id"] != people.bank.id
+    assert _post(client, people.agent, copy.number, "cancel", reason="duplicate").status_code == 422
+    cancelled = _post(
+        client,
+        people.agent,
+        copy.number,
+        "cancel",
+        reason="duplicate",
+        duplicate_of=original.number,
+    )
+    assert cancelled.status_code == 200
+    assert (cancelled.json()["state"], cancelled.json()["duplicate_of"]) == (
+        "cancelled",
+        original.number,
+    )
+    escalated = _post(client, people.agent, original.number, "escalate", reason="firm angry")
+    assert escalated.status_code == 200 and escalated.json()["escalation_level"] == 1
+    assert _post(client, people.agent, original.number, "fly").status_code == 422
+
+
+def test_visibility_by_role_and_keyset_pages(
+    client: TestClient, session: Session, people: People
+) -> None:
+    numbers = []
+    for index in range(5):
+        ticket = open_request(
+            session, phone=f"+861380013800{index}", now=local(2026, 12, 2, 9 + index)
+        )
+        numbers.append(ticket.number)
+    served = open_request(session, phone="+8613700137000")
+    service.dispatch(
+        session, served, actor=Actor("user:li", "agent"), institution_id=people.bank.id
+    )
+    served.assignee = "user:li"
+    session.add(served)
+    complaint = open_request(session, kind=TicketKind.complaint, related=served, category=None)
+    session.commit()
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/tickets", params=params, headers=people.supervisor).json()
+        seen += [item["number"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 7
+    assert seen[0] == complaint.number  # newest first
+
+    by_phone = client.get("/api/tickets", params={"phone": "138 0013 8002"}, headers=people.agent)
+    assert [i["number"] for i in by_phone.json()["items"]] == [numbers[2]]
+    assert by_phone.json()["items"][0]["caller_phone"] == "138****8002"
+    states = client.get("/api/tickets", params={"state": "dispatched"}, headers=people.agent).json()
+    assert [i["number"] for i in states["items"]] == [served.number]
+    assert (
+        client.get("/api/tickets", params={"state": "lost"}, headers=people.agent).status_code
+        == 422
+    )
+    assert (
+        client.get("/api/tickets", params={"cursor": "@@"}, headers=people.agent).status_code == 422
+    )
+
+    # The institution sees its own service ticket only, never the complaint about it.
+    mine = client.get("/api/tickets", headers=people.bank_staff).json()["items"]
+    assert [i["number"] for i in mine] == [served.number]
+    assert (
+        client.get(f"/api/tickets/{complaint.number}", headers=people.bank_staff).status_code == 403
+    )
+    # The agent who handled the case does not see the complaint about it; another agent does.
+    li = [i["number"] for i in client.get("/api/tickets", headers=people.agent).json()["items"]]
+    wang = [
+        i["number"] for i in client.get("/api/tickets", headers=people.other_agent).json()["items"]
+    ]
+    assert complaint.number not in li and complaint.number in wang
+    assert client.get(f"/api/tickets/{complaint.number}", headers=people.agent).status_code == 403
+    # Complaints are decided by supervisors.
+    assert _post(client, people.other_agent, complaint.number, "uphold").status_code == 403
+    upheld = _post(client, people.supervisor, complaint.number, "uphold", note="confirmed")
+    assert upheld.status_code == 200 and upheld.json()["closure"] == "complaint_upheld"
+    assert client.get(f"/api/tickets/{served.number}", headers=people.bank_staff).json()[
+        "state"
+    ] == ("escalated")
+
+
+def test_metrics_endpoint(client: TestClient, session: Session, people: People) -> None:
+    ticket = open_request(session, now=local(2026, 12, 2, 10))
+    service.dispatch(
+        session,
+        ticket,
+        actor=Actor("user:li", "agent"),
+        institution_id=people.bank.id,
+        now=local(2026, 12, 2, 10),
+    )
+    session.commit()
+    params = {"by": "institution", "since": "2026-12-01T00:00:00", "until": "2027-01-01T00:00:00"}
+    answer = client.get("/api/metrics", params=params, headers=people.supervisor)
+    assert answer.status_code == 200, answer.text
+    (group,) = answer.json()["groups"]
+    assert group["key"] == people.bank.id and group["volume"] == 1
+    assert group["on_time_acceptance_rate"] == 0.0  # not accepted, and the due time passed
+    assert group["revisit_rate"] is None
+    by_district = client.get(
+        "/api/metrics", params={**params, "by": "district"}, headers=people.agent
+    )
+    assert by_district.json()["groups"][0]["key"] == "yubei"
+    assert client.get("/api/metrics", params=params, headers=people.bank_staff).status_code == 403
+    assert (
+        client.get(
+            "/api/metrics", params={**params, "by": "colour"}, headers=people.agent
+        ).status_code
+        == 422
+    )
+    backwards = {**params, "since": "2027-01-01T00:00:00", "until": "2026-12-01T00:00:00"}
+    assert client.get("/api/metrics", params=backwards, headers=people.agent).status_code == 422

@@ -1,0 +1,128 @@
+"""No lost work: jobs are written with the change that needs them and reach RQ after commit,
+even when Redis was down at the time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hotline.app import create_app
+from hotline.redis_server import EmbeddedRedis
+from hotline.settings import Settings
+from hotline.worker import OutboxRelay
+from kb.db import utcnow
+from kb.models import Institution
+from tests.conftest import TwilioSigner, sms_params
+from tests.tickets.conftest import dispatched
+from tickets.models import OutboxMessage, Ticket, TicketState
+from tickets.outbox import job_id, pending, relay_outbox, session_factory_for
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server of this test's own, so it can be stopped and started again."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _connect(server: EmbeddedRedis) -> redis.Redis:
+    return redis.Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=1)
+
+
+def _scheduled(connection: redis.Redis) -> set[str]:
+    return {
+        job
+        for name in ("high", "default", "low")
+        for job in ScheduledJobRegistry(
+            name, connection=connection, serializer=JSONSerializer
+        ).get_job_ids()
+    }
+
+
+def test_jobs_wait_in_the_outbox_while_redis_is_down(
+    session: Session, clean_db: Engine, bank: Institution, own_redis: EmbeddedRedis
+) -> None:
+    connection = _connect(own_redis)
+    factory = session_factory_for(clean_db)
+    own_redis.stop()
+
+    ticket = dispatched(session, bank, now=utcnow())
+    session.commit()  # the case is saved whatever Redis does
+    assert relay_outbox(factory, connection) == 0
+    assert pending(session) == 3
+    session.commit()
+
+    own_redis.start()
+    assert relay_outbox(factory, connection) == 3
+    rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+    assert all(row.relayed_at is not None for row in rows)
+    assert _scheduled(connection) == {job_id(row.id or 0) for row in rows}
+    session.commit()
+
+    # A row relayed again (its mark lost) is still one job, under the row's id.
+    rows[0].relayed_at = None
+    session.add(rows[0])
+    session.commit()
+    assert relay_outbox(factory, connection) == 1
+    assert len(_scheduled(connection)) == 3
+    assert ticket.state == TicketState.dispatched
+
+
+def test_the_caller_gets_an_answer_while_redis_is_down_and_the_worker_relays_later(
+    settings: Settings,
+    clean_db: Engine,
+    twilio: TwilioSigner,
+    own_redis: EmbeddedRedis,
+) -> None:
+    local_settings = settings.model_copy(update={"redis_url": own_redis.url})
+    own_redis.stop()
+    with TestClient(create_app(local_settings)) as client:
+        response = twilio.post(
+            client, "/twilio/sms", sms_params("我们公司在渝北区，想申请一笔贷款", settings=settings)
+        )
+    assert response.status_code == 200
+    with Session(clean_db) as session:
+        ticket = session.exec(select(Ticket)).one()
+        assert ticket.state == TicketState.dispatched
+        assert ticket.number in response.text
+        assert pending(session) == 3  # its SLA timers, not lost
+
+    own_redis.start()
+    relay = OutboxRelay(local_settings)
+    try:
+        assert relay.relay_once() == 3
+    finally:
+        relay.stop()
+    with Session(clean_db) as session:
+        assert pending(session) == 0
+    assert len(_scheduled(_connect(own_redis))) == 3
+
+
+def test_a_committing_request_relays_its_jobs_right_after_the_response(
+    client: TestClient,
+    twilio: TwilioSigner,
+    settings: Settings,
+    clean_db: Engine,
+    redis_conn: redis.Redis,
+) -> None:
+    response = twilio.post(
+        client, "/twilio/sms", sms_params("想申请贷款，渝北区", settings=settings)
+    )
+    assert response.status_code == 200
+    with Session(clean_db) as session:
+        rows = session.exec(select(OutboxMessage)).all()
+        assert len(rows) == 3 and all(row.relayed_at is not None for row in rows)
+    assert {job_id(row.id or 0) for row in rows} <= _scheduled(redis_conn) | set(
+        Queue("high", connection=redis_conn, serializer=JSONSerializer).get_job_ids()
+    )

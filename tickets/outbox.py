@@ -1,0 +1,163 @@
+"""The transactional outbox: jobs are written as rows with the change that needs them, and moved
+into RQ only after that change is committed.
+
+- :func:`add` writes a row in the caller's transaction (services call it, never RQ directly);
+- :func:`relay_outbox` moves committed, not yet relayed rows into RQ: enqueued now, or scheduled
+  with ``enqueue_at`` for their ``run_at``; the RQ job id is ``outbox-<row id>`` so a row relayed
+  twice (a crash between enqueue and the commit of ``relayed_at``) is still one job;
+- the job itself (:func:`tickets.tasks.run_outbox_job`) marks the row done in the transaction of
+  its effect, so a job delivered twice changes nothing the second time.
+
+If Redis is down, the relay leaves the rows as they are and returns; the web app retries after
+each committing request and the worker retries periodically, so nothing is stranded.
+
+``pending_commits`` is set whenever a session that wrote outbox rows commits: the web layer's
+hook looks at it after each request to relay right away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from kb.db import as_utc, utcnow
+from tickets.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+JOB_FUNCTION = "tickets.tasks.run_outbox_job"
+QUEUES = ("high", "default", "low")
+RELAY_BATCH = 200
+
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+
+# Set when a session that wrote outbox rows commits; cleared by whoever relays.
+pending_commits = threading.Event()
+
+
+def job_id(row_id: int) -> str:
+    return f"outbox-{row_id}"
+
+
+def add(
+    session: Session,
+    task: str,
+    payload: dict[str, Any],
+    *,
+    run_at: datetime | None = None,
+    ticket_id: int | None = None,
+    queue: str = "default",
+) -> OutboxMessage:
+    """Write a job to run (at ``run_at``, or when relayed) once this transaction commits."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+    row = OutboxMessage(task=task, payload=payload, run_at=run_at, ticket_id=ticket_id, queue=queue)
+    session.add(row)
+    session.info["outbox_written"] = True
+    return row
+
+
+@event.listens_for(Session, "after_commit")
+def _signal_commit(session: Session) -> None:
+    if session.info.pop("outbox_written", False):
+        pending_commits.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop("outbox_written", None)
+
+
+def session_factory_for(engine: Engine) -> SessionFactory:
+    """A unit-of-work factory over ``engine``: commit on success, roll back on error."""
+
+    @contextmanager
+    def scope() -> Iterator[Session]:
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    return scope
+
+
+def relay_outbox(
+    session_factory: SessionFactory,
+    connection: redis.Redis,
+    *,
+    limit: int = RELAY_BATCH,
+    now: datetime | None = None,
+) -> int:
+    """Move committed outbox rows into RQ; returns how many were relayed.
+
+    Safe to run from several processes at once: rows are claimed with ``FOR UPDATE SKIP LOCKED``
+    on PostgreSQL (SQLite serialises writers), and the job id makes a second enqueue a no-op.
+    Never raises for Redis being unreachable: it logs and leaves the rows for the next relay.
+    """
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        # Checked before any database work, so no write lock is held while Redis times out.
+        log.warning("outbox relay: Redis unreachable (%s); jobs stay in the outbox", exc)
+        return 0
+    relayed = 0
+    with session_factory() as session:
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(col(OutboxMessage.relayed_at).is_(None))
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            assert row.id is not None
+            try:
+                _enqueue(connection, row)
+            except redis.RedisError as exc:
+                log.warning("outbox relay stopped at row %s: %s", row.id, exc)
+                break
+            row.relayed_at = now or utcnow()
+            session.add(row)
+            relayed += 1
+    return relayed
+
+
+def _enqueue(connection: redis.Redis, row: OutboxMessage) -> None:
+    assert row.id is not None
+    queue = Queue(row.queue, connection=connection, serializer=JSONSerializer)
+    options: dict[str, Any] = {
+        "job_id": job_id(row.id),
+        "unique": True,
+        "description": f"{row.task} (outbox {row.id})",
+        "result_ttl": 24 * 3600,
+        "failure_ttl": 7 * 24 * 3600,
+    }
+    try:
+        if row.run_at is not None and as_utc(row.run_at) > utcnow():
+            queue.enqueue_at(as_utc(row.run_at), JOB_FUNCTION, row.id, **options)
+        else:
+            queue.enqueue(JOB_FUNCTION, row.id, **options)
+    except DuplicateJobError:
+        # Relayed before, but the mark did not commit: the job is already there.
+        log.info("outbox row %s was already in RQ", row.id)
+
+
+def pending(session: Session) -> int:
+    return len(
+        session.exec(select(OutboxMessage.id).where(col(OutboxMessage.relayed_at).is_(None))).all()
+    )
