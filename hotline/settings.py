@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+    twilio_agent_workflow_sid: str = Field(
+        default="WW" + "0" * 32, description="TaskRouter workflow that queues calls for agents"
+    )
     public_base_url: str = "http://127.0.0.1:8000"
     main_number: str = "+862312345"
     monitor_number: str = "+862312346"

@@ -46,6 +46,7 @@ def voice_config(settings: Settings) -> VoiceConfig:
         main_number=settings.main_number,
         monitor_number=settings.monitor_number,
         timezone=settings.timezone,
+        agent_workflow_sid=settings.twilio_agent_workflow_sid,
     )
 
 

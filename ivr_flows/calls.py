@@ -49,12 +49,14 @@ class VoiceConfig:
     main_number: str
     monitor_number: str
     timezone: str = "Asia/Shanghai"
+    agent_workflow_sid: str = "WW" + "0" * 32
 
     def values(self) -> dict[str, str]:
         return {
             "main_number": self.main_number,
             "monitor_number": self.monitor_number,
             "timezone": self.timezone,
+            "agent_workflow_sid": self.agent_workflow_sid,
         }
 
 
