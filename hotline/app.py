@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hotline import api, api_routing, api_tickets, webhooks, webhooks_voice
+from hotline import api, api_routing, api_tickets, web, webhooks, webhooks_voice
 from hotline.queue import connect, resolve_redis_url
 from hotline.settings import Settings, load_settings
 from hotline.wiring import configure_domain
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_routing.router)
     app.include_router(api_tickets.router)
     app.include_router(api.health_router)
+    web.install(app)
     app.add_middleware(
         RelayOutboxAfterResponse,
         relay=lambda: outbox.relay_outbox(

@@ -1,6 +1,7 @@
 """Imports every table module so that the shared metadata knows all tables (Alembic, tests)."""
 
 import hotline.accounts.models  # noqa: F401
+import hotline.web.models  # noqa: F401
 import ivr_flows.models  # noqa: F401
 import kb.models  # noqa: F401
 import tickets.models  # noqa: F401

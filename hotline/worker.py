@@ -32,8 +32,15 @@ def protect_database_across_forks() -> None:
     and opens its own, as SQLAlchemy advises for fork."""
     global _fork_hook_installed
     if not _fork_hook_installed:
-        os.register_at_fork(after_in_child=lambda: get_engine().dispose(close=False))
+        os.register_at_fork(after_in_child=_drop_inherited_connections)
         _fork_hook_installed = True
+
+
+def _drop_inherited_connections() -> None:
+    try:
+        get_engine().dispose(close=False)
+    except RuntimeError:
+        pass  # no engine configured in this process: nothing inherited
 
 
 def build_worker(settings: Settings, *, name: str | None = None) -> Worker:

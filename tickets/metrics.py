@@ -3,7 +3,8 @@
 The cohort is the service tickets opened in ``[since, until)``; complaints are counted against
 the group of the ticket they complain about. The counts are computed in SQL (one GROUP BY per
 family, medians with window functions); each rate is then one formula below, defined once.
-A rate with a zero denominator is ``None`` (not measured), never 0.
+A rate with a zero denominator is ``None`` (not measured), never 0. The medians are wall-clock
+hours: to accept from the (latest) dispatch, to resolve from the intake, as the firm waits them.
 """
 
 from __future__ import annotations
