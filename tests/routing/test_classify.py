@@ -18,6 +18,8 @@ from routing.text import expand_braces
 REPO = Path(__file__).resolve().parents[2]
 DEV_SET = REPO.parent / "shared" / "data" / "classify_dev.tsv"
 EXTRA_SET = Path(__file__).resolve().parent / "data" / "classify_extra.tsv"
+# Written in batches, each before a round of lexicon changes, to check they generalise.
+EXTRA2_SET = Path(__file__).resolve().parent / "data" / "classify_extra2.tsv"
 CATEGORIES = (
     "information",
     "financing",
@@ -178,6 +180,63 @@ def test_complaint_keeps_a_clear_need() -> None:
     assert result.category == "financing"
 
 
+def test_second_extra_set_accuracy_and_complaints() -> None:
+    rows = _rows(EXTRA2_SET)
+    assert len(rows) >= 160
+    accuracy, misses = _accuracy(rows)
+    assert accuracy >= 0.95, misses
+    wrong = [r[1] for r in rows if classify(r[1]).complaint != (r[2] == "1")]
+    assert len(wrong) <= len(rows) * 0.02, wrong
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # promised free, then charged
+        "你们推荐的咨询公司说好是免费的 结果上门就要收服务费",
+        "the agency you recommended said it was free and then billed us",
+        # unreachable: busy tone, on hold, hung up
+        "你们介绍的会计事务所我打了五次电话都是忙音",
+        "your hotline kept me on hold and then hung up on me",
+        "你们那个 hotline 一直 busy signal",
+        # kicked from office to office (踢皮球)
+        "被你们转了三个部门 都说不归他们管",
+        "I got bounced between three departments and nobody could answer",
+        # waited, nothing happened; a referral that drags on
+        "热线登记的需求都两个星期了还没人联系",
+        "你們轉介的律所一直拖 兩個月都沒下文",
+        # rude, impatient, perfunctory
+        "接线员态度好差 直接把电话挂了",
+        "the trainer you sent was impatient and clueless",
+        "你们的回访就是走过场",
+    ],
+)
+def test_complaint_classes(text: str) -> None:
+    result = classify(text)
+    assert result.complaint is True, result
+
+
+def test_a_mild_grumble_is_a_complaint_only_when_aimed_at_the_hotline() -> None:
+    for grumble in ("一直拖", "审批还是没"):
+        assert classify(grumble).complaint is False
+        assert classify("你们" + grumble).complaint is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "你们能帮忙代办营业执照吗 收费吗",
+        "担保公司收费标准是多少",
+        "贷款审批要等多久",
+        "can you tell me if the training is free",
+    ],
+)
+def test_questions_about_fees_and_delays_are_not_complaints(text: str) -> None:
+    result = classify(text)
+    assert result.complaint is False, result
+    assert result.category is not None, result
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -186,6 +245,11 @@ def test_complaint_keeps_a_clear_need() -> None:
         "城管来店里乱罚款",
         "a government office is fining us unfairly, how do we protect our rights",
         "民营企业维权投诉中心怎么联系",
+        # an office's own staff or window is that office, not the hotline
+        "税务局的工作人员态度很差 故意刁难我们",
+        "社保局的窗口让我们来回跑了五趟",
+        "供应商电话一直不接 货款也不退",
+        "the tax office passed us around for weeks",
     ],
 )
 def test_grievance_against_an_office_is_legal_not_a_complaint(text: str) -> None:
