@@ -16,7 +16,10 @@ def build_telephony(settings: Settings) -> telephony.Telephony:
     if settings.twilio_configured:
         assert settings.twilio_account_sid and settings.twilio_auth_token
         return telephony.TwilioTelephony.from_credentials(
-            settings.twilio_account_sid, settings.twilio_auth_token, settings.main_number
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.main_number,
+            status_callback_base=settings.public_base_url,
         )
     return telephony.OfflineTelephony(settings.main_number)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import Session
 
@@ -138,8 +139,11 @@ class TwilioTelephony(Telephony):
         return cls(Client(account_sid, auth_token), from_number, **kwargs)
 
     def _send(self, session: Session, message: OutboundMessage) -> OutboundMessage:
+        options: dict[str, Any] = {}
+        if self.status_callback_base:
+            options["status_callback"] = f"{self.status_callback_base}/twilio/message-status"
         sent = self.client.messages.create(
-            to=message.to_number, from_=message.from_number, body=message.body
+            to=message.to_number, from_=message.from_number, body=message.body, **options
         )
         message.provider_sid = sent.sid
         message.status = str(sent.status or "queued")
@@ -149,7 +153,21 @@ class TwilioTelephony(Telephony):
         return message
 
     def _place(self, session: Session, call: OutboundCall) -> OutboundCall:
-        placed = self.client.calls.create(to=call.to_number, from_=call.from_number, url=call.url)
+        options: dict[str, Any] = {}
+        if self.status_callback_base:
+            # The status callback carries the same ticket as the call's URL, so an unanswered
+            # revisit call (which never reaches its flow) is still counted as no answer.
+            query = urlsplit(call.url).query
+            options["status_callback"] = f"{self.status_callback_base}/twilio/call-status" + (
+                f"?{query}" if query else ""
+            )
+            options["status_callback_event"] = ["initiated", "ringing", "answered", "completed"]
+        if call.purpose == "revisit":
+            # An answering machine is not the firm: the revisit flow treats it as no answer.
+            options["machine_detection"] = "Enable"
+        placed = self.client.calls.create(
+            to=call.to_number, from_=call.from_number, url=call.url, **options
+        )
         call.provider_sid = placed.sid
         call.status = str(placed.status or "queued")
         call.updated_at = utcnow()

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 import sqlmodel  # noqa: F401
 from alembic import op
 
-
 revision: str = "b088f94b844d"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
