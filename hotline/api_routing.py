@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hotline.deps import SessionDep, SettingsDep
 from kb.service import UnknownValue, catalogue_service
+from routing.classify import classify
 from routing.match import NoMunicipalPlatform, RoutingPolicy, match
 
 router = APIRouter(prefix="/api", tags=["routing"])
@@ -99,3 +100,22 @@ def route(
     except NoMunicipalPlatform as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from None
     return RouteOut.model_validate(decision.to_dict())
+
+
+class ClassifyIn(BaseModel):
+    text: str = Field(max_length=20_000, description="What the caller said or wrote")
+
+
+class ClassificationOut(BaseModel):
+    category: str | None
+    confidence: float
+    alternatives: list[tuple[str, float]]
+    evidence: list[str]
+    complaint: bool
+    language: str
+
+
+@router.post("/classify", response_model=ClassificationOut)
+def classify_text(body: ClassifyIn) -> ClassificationOut:
+    """The category of a need, with confidence, alternatives and the words that decided it."""
+    return ClassificationOut.model_validate(classify(body.text).to_dict())

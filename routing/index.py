@@ -42,9 +42,11 @@ from kb.models import InstitutionCategory as Qualification
 from kb.service import UnknownValue
 from routing.geo import haversine_km, min_km_for_latitude_gap, min_km_for_longitude_gap
 
-# Grid cells hold about this many institutions on average; a few per cell keeps both the number
-# of cells a ring search reads and the number of distances it computes small.
-TARGET_PER_CELL = 2.0
+# Cells are sized so that, spread evenly over the category's bounding box, there would be one
+# institution per two cells. Institutions bunch around district centres, so the cells there hold
+# several; measured (benchmarks/bench_route.py), smaller cells only add empty-cell reads and
+# larger ones make the search compute distances it then discards.
+TARGET_PER_CELL = 0.5
 MIN_CELL_DEGREES = 0.005
 MAX_CELL_DEGREES = 1.0
 

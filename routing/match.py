@@ -296,6 +296,7 @@ def _decide(
             excluded,
             need=policy.candidates + 1,
             policy=policy,
+            table=table,
         )
         if not ranked:
             tier_reasons.append(
@@ -400,10 +401,11 @@ def _search_services(
     *,
     need: int,
     policy: RoutingPolicy,
+    table: QualityTable,
 ) -> _Census:
     """The ``need`` best options, reading institutions nearest first and stopping once the next
-    one's distance, less the largest quality bonus, already exceeds the ``need``-th best score:
-    load only adds, so no farther institution can rank among them."""
+    one's distance, less the largest quality bonus anyone has, already exceeds the ``need``-th
+    best score: load only adds, so no farther institution can rank among them."""
     best: list[_Option] = []
     keys: list[tuple[float, str]] = []
     refused: Counter[str] = Counter()
@@ -424,8 +426,9 @@ def _search_services(
             del keys[need:], best[need:]
         pending.clear()
 
+    most_quality_takes_off = policy.quality_km * table.best_quality
     for distance, entry in search(catalogue, category, lat, lon, policy.radius_km):
-        if len(best) >= need and distance - policy.quality_km > best[-1].score:
+        if len(best) >= need and distance - most_quality_takes_off > best[-1].score:
             break
         seen += 1
         if entry.id in excluded:  # no need to read its live state
@@ -451,7 +454,7 @@ def _judge(
     """The option, or the code of the reason it cannot serve now."""
     if entry.id in excluded:
         return "excluded"
-    if False:
+    if not entry.qualified_for(category):
         return "not_qualified"
     state = states.get(entry.id)
     if state is None or not state.active:

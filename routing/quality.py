@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 SATISFACTION_MIN = 1.0
@@ -87,6 +88,12 @@ class QualityTable:
         """In [-1, 1]; 0 is neutral."""
         shift = (self.posterior(institution_id) - self.prior_mean) / QUALITY_SPAN
         return max(-1.0, min(1.0, shift))
+
+    @cached_property
+    def best_quality(self) -> float:
+        """The highest quality any institution has here (0 when none is above neutral): the
+        most a score can gain from quality, which bounds how far a search must look."""
+        return max([0.0, *(self.quality(i) for i in self.ratings)])
 
     def revisits(self, institution_id: int) -> int:
         rating = self.ratings.get(institution_id)

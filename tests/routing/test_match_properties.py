@@ -33,7 +33,7 @@ CATEGORIES = (
     "legal",
 )
 with (default_data_dir() / "districts.csv").open(encoding="utf-8") as handle:
-    DISTRICTS = [
+    DISTRICTS: list[dict[str, Any]] = [
         {"code": r["code"], "name_en": r["name_en"], "lat": float(r["lat"]), "lon": float(r["lon"])}
         for r in csv.DictReader(handle)
     ]
