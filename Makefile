@@ -21,10 +21,18 @@ install: $(STAMP)
 run: install
 	$(BIN)/hotline db upgrade
 	$(BIN)/hotline kb load
+	$(BIN)/hotline kb import
+	$(BIN)/hotline users seed-demo
 	$(BIN)/hotline serve --host $(HOST) --port $(PORT)
 
 # pytest exits 5 when it collected no test; that is a failure of the suite, said plainly.
-test: install
+# The browser tests drive Debian's Chromium (with a CJK font for the screenshots); install them
+# when missing. Without Chromium the browser tests fail, they never skip.
+browser:
+	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+		(apt-get update && apt-get install -y chromium fonts-wqy-microhei)
+
+test: install browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

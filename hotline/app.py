@@ -10,7 +10,11 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hotline import api, api_routing, api_tickets, web, webhooks, webhooks_voice
+from hotline import api, api_routing, api_tickets, open311, web, webhooks, webhooks_voice
+from hotline.limits import BodySizeLimit, install_database_error_handlers
+from hotline.logging_setup import configure_from_settings
+from hotline.observability import install as install_observability
+from hotline.public import forms, kb_api, pages
 from hotline.queue import connect, resolve_redis_url
 from hotline.settings import Settings, load_settings
 from hotline.wiring import configure_domain
@@ -24,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Adapters (database engine, Redis) are built here, at start-up, not at
     import time, from the one settings object."""
     settings = settings or load_settings()
+    configure_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_routing.router)
     app.include_router(api_tickets.router)
     app.include_router(api.health_router)
+    app.include_router(open311.router)
+    app.include_router(kb_api.router)
+    app.include_router(pages.router)
+    app.include_router(forms.router)
     web.install(app)
     app.add_middleware(
         RelayOutboxAfterResponse,
@@ -54,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             outbox.session_factory_for(get_engine()), app.state.redis
         ),
     )
+    install_database_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
+    install_observability(app, settings)  # outermost: request id and latency around all else
     return app
 
 

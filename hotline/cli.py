@@ -14,8 +14,18 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.engine import make_url
 
-from hotline import cli_simulator, cli_tickets, cli_users
+from hotline import (
+    cli_classify,
+    cli_kb,
+    cli_notify,
+    cli_open311,
+    cli_routing,
+    cli_simulator,
+    cli_tickets,
+    cli_users,
+)
 from hotline.settings import Settings, SettingsError, load_settings
+from hotline.web import demo as web_demo
 
 app = typer.Typer(help="SME service hotline.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -27,6 +37,12 @@ app.add_typer(tickets_app, name="tickets")
 cli_simulator.register(app)  # hotline call, hotline sms
 cli_tickets.register(tickets_app)  # hotline tickets show
 cli_users.register(app)  # hotline users create, hotline users token
+cli_kb.register(kb_app)  # hotline kb import, hotline kb search
+cli_open311.register(app)  # hotline open311 keys create|revoke
+cli_notify.register(app)  # hotline notify ARTICLE_SLUG
+cli_routing.register(app)  # hotline route
+cli_classify.register(app)  # hotline classify
+web_demo.register(cli_users.users_app)  # hotline users seed-demo
 
 
 def _settings() -> Settings:
@@ -116,9 +132,11 @@ def serve(
 ) -> None:
     """Migrate, then run the web app, the embedded Redis (when none is configured) and a worker."""
     from hotline.database import upgrade
+    from hotline.logging_setup import configure_from_settings
     from hotline.redis_server import EmbeddedRedis
 
     settings = _settings()
+    configure_from_settings(settings)
     upgrade(settings)
     env = dict(os.environ)
     embedded: EmbeddedRedis | None = None

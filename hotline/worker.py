@@ -12,6 +12,7 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 from sqlalchemy.pool import NullPool
 
+from hotline.logging_setup import configure_from_settings
 from hotline.queue import QUEUE_NAMES, connect, queue, resolve_redis_url
 from hotline.settings import Settings
 from hotline.wiring import configure_domain
@@ -88,6 +89,7 @@ class OutboxRelay(threading.Thread):
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    configure_from_settings(settings)
     worker = build_worker(settings)
     relay = OutboxRelay(settings)
     relay.relay_once()  # what was committed while no worker ran

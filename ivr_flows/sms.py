@@ -34,6 +34,7 @@ from ivr_flows import store
 from ivr_flows.models import DialogueState
 from ivr_flows.segments import MAX_REPLY_SEGMENTS, segments
 from ivr_flows.texts import text
+from kb import subscriptions
 from kb.db import utcnow
 from kb.repository import catalogue_repository
 from tickets.models import Channel, Firm, InboundMessage, Ticket, TicketKind, TicketState
@@ -167,6 +168,10 @@ def _answer(session: Session, sms: InboundSms, body: str, now: datetime) -> _Ans
         return _Answer("" if sms.opt_out_type else text("sms_texts", "help", HELP_WORDS[word]))
 
     opted_out = firm is not None and firm.sms_opted_out
+    # 订阅 融资 / SUB financing, 退订 融资 / UNSUB financing: targeted information by category.
+    subscription_reply = subscriptions.handle_sms(session, phone, body)
+    if subscription_reply is not None:
+        return _Answer("" if opted_out else subscription_reply)
     answer = _request(session, phone, body, now)
     # The case is kept; only the reply is withheld from a sender who opted out.
     return _Answer("", answer.ticket) if opted_out else answer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -121,3 +121,28 @@ class CatalogueChange(SQLModel, table=True):
     entity_key: str = Field(max_length=64, index=True)
     action: str = Field(max_length=16)
     changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ArticleKind(StrEnum):
+    notice = "notice"
+    faq = "faq"
+
+
+class Article(SQLModel, table=True):
+    """A knowledge-base article: a policy notice or an FAQ, bilingual, with its validity."""
+
+    __tablename__ = "kb_article"
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, max_length=96)
+    kind: ArticleKind = enum_field(ArticleKind, 16, default=ArticleKind.notice, index=True)
+    title_zh: str = Field(max_length=256)
+    title_en: str = Field(max_length=256)
+    body_zh: str = Field(default="", sa_type=Text)
+    body_en: str = Field(default="", sa_type=Text)
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    districts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    valid_from: date | None = None
+    valid_until: date | None = None
+    source: str = Field(default="", max_length=256)
+    demo: bool = False
+    updated_at: datetime = timestamp_field(default_factory=utcnow)

@@ -18,6 +18,7 @@ from functools import lru_cache
 import opencc
 from pypinyin import Style, lazy_pinyin
 from pypinyin.pinyin_dict import pinyin_dict
+from pypinyin.seg.simpleseg import seg as _pinyin_seg
 
 # A real request is a sentence or an SMS; reading further only costs time, and noise of any
 # length must be handled in bounded time.
@@ -204,12 +205,25 @@ def toned_readings(ch: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=16384)
 def term_pinyin_toned(term: str) -> tuple[str, ...] | None:
-    """Pinyin of an all-Chinese term in context, with tone digits (lv4 shi1), else None."""
+    """Pinyin of an all-Chinese term in context, with tone digits (lv4 shi1), else None.
+
+    pypinyin reads a text word by word (its own segmentation) and each word on its own, so
+    the term is segmented once and each word's reading is cached: brace-expanded terms share
+    most of their words, and building the matcher mostly costs these readings.
+    """
     if not term or not all(is_han(c) for c in term):
         return None
-    syllables = lazy_pinyin(term, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")
+    syllables: list[str] = []
+    for word in _pinyin_seg(term):
+        syllables.extend(_word_pinyin_toned(word))
     if len(syllables) != len(term):
         return None
+    return tuple(syllables)
+
+
+@lru_cache(maxsize=16384)
+def _word_pinyin_toned(word: str) -> tuple[str, ...]:
+    syllables = lazy_pinyin(word, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")
     return tuple(s.replace("ü", "v") for s in syllables)
 
 

@@ -20,6 +20,9 @@ DEV_SET = REPO.parent / "shared" / "data" / "classify_dev.tsv"
 EXTRA_SET = Path(__file__).resolve().parent / "data" / "classify_extra.tsv"
 # Written in batches, each before a round of lexicon changes, to check they generalise.
 EXTRA2_SET = Path(__file__).resolve().parent / "data" / "classify_extra2.tsv"
+# Written before the round that added expos, crowdfunding, approvals, skilled trades,
+# succession, safety assessments, platform onboarding and counterfeits (first run: 49/72).
+EXTRA3_SET = Path(__file__).resolve().parent / "data" / "classify_extra3.tsv"
 CATEGORIES = (
     "information",
     "financing",
@@ -187,6 +190,120 @@ def test_second_extra_set_accuracy_and_complaints() -> None:
     assert accuracy >= 0.95, misses
     wrong = [r[1] for r in rows if classify(r[1]).complaint != (r[2] == "1")]
     assert len(wrong) <= len(rows) * 0.02, wrong
+
+
+def test_third_extra_set_accuracy_and_complaints() -> None:
+    rows = _rows(EXTRA3_SET)
+    assert len(rows) == 80
+    accuracy, misses = _accuracy(rows)
+    assert accuracy >= 0.95, misses
+    wrong = [r[1] for r in rows if classify(r[1]).complaint != (r[2] == "1")]
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # exhibitions and fairs: generic "<trade>展", named expos in Chinese and English, stalls
+        ("明年想组团去科隆的五金展", "market"),
+        ("能不能帮我们报名中国国际工业博览会", "market"),
+        ("想在汉诺威工业博览会上租个展位", "market"),
+        ("想参加家居展", "market"),
+        ("how do we get a booth at Hannover Messe", "market"),
+        ("any subsidies for exhibiting at Gulfood in Dubai", "market"),
+        ("想在年货节上摆个摊卖腊肉", "market"),
+        # platform onboarding (入驻, 开店, 上架 on a named platform) and big firms' vendor lists
+        ("我们的水果想上美团优选 怎么入驻", "market"),
+        ("抖音开店需要什么资质", "market"),
+        ("how do I open a shop on Taobao", "market"),
+        ("how do we get on the approved vendor list of a state-owned group", "market"),
+        ("想进入一汽的配套体系当二级供应商", "market"),
+        # crowdfunding is financing, whatever product it funds
+        ("想在京东众筹上发起一个项目", "financing"),
+        ("we plan a Kickstarter campaign for our new lamp", "financing"),
+        ("looking at crowdfunding for a consumer gadget", "financing"),
+        # approvals and licences for a new business, franchise shops, articles of association
+        ("想办个托儿所 要去哪里审批", "startup"),
+        ("opening a private kindergarten, what approvals are needed", "startup"),
+        ("打算加盟一家炸鸡店 开店前要办啥", "startup"),
+        ("公司还没注册 章程范本哪里有", "startup"),
+        # hiring skilled trades, and training whatever its subject
+        ("我们急需三个氩弧焊工", "talent"),
+        ("饭店想找个川菜大厨", "talent"),
+        ("想找个会做面点的师傅", "talent"),
+        ("we need a licensed electrician and two plumbers for our workshop", "talent"),
+        ("想派店员去学短视频运营", "talent"),
+        # succession and governance
+        ("我年纪大了 想把厂子交给女儿 怎么交班", "management"),
+        ("家族企业里亲戚太多 想建立现代治理结构", "management"),
+        ("we are planning succession for a family-owned factory", "management"),
+        # product safety assessments and certifications by industry
+        ("婴儿奶瓶要做食品接触材料检测", "technology"),
+        ("出口的充电宝要做UN38.3和MSDS", "technology"),
+        ("我们的儿童玩具要出口欧盟 要做哪些安全认证", "technology"),
+        ("our cosmetics need a safety assessment before launch", "technology"),
+        ("面膜做功效评价找哪家机构", "technology"),
+        # counterfeits, poaching, broken agreements: a dispute, wherever it happens
+        ("电商平台上有人卖我们的高仿货", "legal"),
+        ("代理商违反排他协议 又代理了竞品", "legal"),
+        ("a competitor is selling knock-offs of our bags online", "legal"),
+        ("前合伙人撬走了我们的大客户", "legal"),
+        # a policy question stays information even when the policy is about hiring
+        ("想了解一下今年企业招工方面有啥扶持政策", "information"),
+    ],
+)
+def test_vocabulary_classes(text: str, expected: str) -> None:
+    result = classify(text)
+    assert result.category == expected, result
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # 展 alone is an exhibition, but not inside 进展, 开展, 展期
+        ("展", "market"),
+        ("案子有什么进展吗", None),
+        ("想开展一次员工培训", "talent"),
+        ("贷款能不能展期", "financing"),
+        # a platform is market, an incubator you move into is startup
+        ("孵化器怎么入驻", "startup"),
+        # 第二代产品 is a product generation, not succession
+        ("第二代产品要做检测", "technology"),
+        # "stalled" is not a market stall
+        ("the project stalled because of funding", "financing"),
+    ],
+)
+def test_new_short_terms_stay_in_their_lane(text: str, expected: str | None) -> None:
+    assert classify(text).category == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # having to tell the story again
+        "每次打热线都得从头说一遍情况",
+        "I keep having to repeat my story to a new operator every time",
+        # wrong information from the hotline
+        "你们给的截止时间是错的 我们错过了申报",
+        "your staff gave us the wrong deadline",
+        # a referred institution's number is dead or wrong
+        "你们转介的担保公司电话是空号",
+        "the number you gave me for the lab is not in service",
+        # a referred adviser who never came, case closed anyway
+        "推荐的律师一次都没联系过我们 就说已经结案了",
+        "你们派的顾问根本没来过",
+    ],
+)
+def test_complaint_classes_about_referrals_and_information(text: str) -> None:
+    assert classify(text).complaint is True, classify(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["设备停机了怎么维修", "我们还没联系过律师 想找一个", "想了解一下怎么填申报材料"],
+)
+def test_new_complaint_words_need_a_grumble(text: str) -> None:
+    assert classify(text).complaint is False
 
 
 @pytest.mark.parametrize(

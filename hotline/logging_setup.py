@@ -1,0 +1,212 @@
+"""Structured logs: one JSON object per line, with the request id, phones and bodies masked and
+secrets never written.
+
+:func:`configure_logging` is called at start-up by the app factory and by ``hotline worker``
+(``hotline serve`` starts both). It installs one handler on the root logger (replacing the one it
+installed before, leaving any other handler alone) and routes uvicorn's loggers through it.
+
+The request id lives in a context variable: the web middleware sets it from ``X-Request-ID`` (or
+makes one), outbox rows written during the request carry it in their payload
+(``request_id``), and a job that loads its outbox row sets it again in the worker, so one id
+follows a call from the webhook to the jobs it caused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+request_id_var: ContextVar[str | None] = ContextVar("hotline_request_id", default=None)
+# The request id of the RQ job running in this process: (job id, request id). Kept beside the
+# job rather than in the context variable, so it ends with the job even in a worker that runs
+# jobs in its own process (no fork) or in a test.
+_job_request_id: tuple[str, str] | None = None
+
+
+def _current_job_id() -> str | None:
+    rq = sys.modules.get("rq")
+    if rq is None:
+        return None
+    job = rq.get_current_job()
+    return None if job is None else str(job.id)
+
+
+def adopt_for_current_job(request_id: str) -> None:
+    """Called in a job: its log lines carry ``request_id`` until the job ends."""
+    global _job_request_id
+    job_id = _current_job_id()
+    if job_id is not None:
+        _job_request_id = (job_id, request_id)
+
+
+def current_request_id() -> str | None:
+    """The request being served, or the request that caused the job being run."""
+    found = request_id_var.get()
+    if found is None and _job_request_id is not None:
+        if _current_job_id() == _job_request_id[0]:
+            return _job_request_id[1]
+    return found
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+# Fields whose value is what a caller said or wrote: never logged, whatever the logger.
+BODY_FIELDS = frozenset(
+    {"body", "Body", "text", "SpeechResult", "UnstableSpeechResult", "message_body", "speech"}
+)
+SECRET_FIELDS = re.compile(r"(token|secret|password|passwd|api_?key|authorization)", re.I)
+
+# E.164 (+ and 8 to 15 digits) and Chinese mobiles (11 digits from 13x..19x), not inside a
+# longer run of digits; the last four digits stay, enough to tell two callers apart.
+_PHONE = re.compile(r"(?<![\w+])(\+\d{4,11}|(?<!\d)1[3-9]\d{5})(\d{4})(?!\d)")
+_INLINE_SECRET = re.compile(
+    r"(?i)\b(bearer\s+|(?:auth_?token|api_?key|password|passwd|secret|token)[\"']?\s*[=:]\s*[\"']?)"
+    r"[^\s\"'&,;]+"
+)
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
+
+
+def mask_phones(text: str) -> str:
+    return _PHONE.sub(lambda m: m.group(1)[:4] + "****" + m.group(2), text)
+
+
+class Redactor:
+    """Masks phone numbers, inline credentials and the configured secrets in a string."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.secrets: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        # Very short values would mask ordinary words; a real secret is longer.
+        self.secrets.update(s for s in secrets if s and len(s) >= 6)
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, "[secret]")
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+        text = _INLINE_SECRET.sub(lambda m: m.group(1) + "[secret]", text)
+        return mask_phones(text)
+
+    def value(self, key: str, value: Any) -> Any:
+        if key in BODY_FIELDS:
+            return "[masked]"
+        if SECRET_FIELDS.search(key):
+            return "[secret]"
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {str(k): self.value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(key, v) for v in value]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self(str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, extras, exception."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the line
+            message = f"{record.msg!r} {record.args!r}"
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redactor(message),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry and not key.startswith("_"):
+                entry[key] = self.redactor.value(key, value)
+        if record.exc_info:
+            entry["exception"] = self.redactor(
+                "".join(traceback.format_exception(*record.exc_info))
+            )
+        elif record.exc_text:
+            entry["exception"] = self.redactor(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = self.redactor(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _HotlineHandler(logging.StreamHandler[IO[str]]):
+    """Marks the handler this module installed, so a second configuration replaces it. Without
+    an explicit stream it writes to whatever ``sys.stderr`` is at the time (test runners swap
+    it)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self._follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
+
+
+def secrets_of(settings: Any) -> list[str]:
+    """The values that must never appear in a log line: Twilio's token, the metrics token, the
+    database and Redis passwords."""
+    found: list[str] = []
+    for name in ("twilio_auth_token", "metrics_token"):
+        value = getattr(settings, name, None)
+        if isinstance(value, str):
+            found.append(value)
+    try:
+        found.append(settings.auth_token)
+    except Exception:  # noqa: BLE001 - no token readable: nothing to hide
+        pass
+    for name in ("database_url", "redis_url"):
+        url = getattr(settings, name, None)
+        if isinstance(url, str) and "@" in url:
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
+    return found
+
+
+def configure_logging(
+    level: str | int = "INFO", *, secrets: Iterable[str | None] = (), stream: IO[str] | None = None
+) -> logging.Handler:
+    """Install the JSON handler on the root logger (once; a second call replaces it)."""
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if isinstance(existing, _HotlineHandler):
+            root.removeHandler(existing)
+    handler = _HotlineHandler(stream)
+    handler.setFormatter(JsonFormatter(Redactor(secrets)))
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker", "rq"):
+        logger = logging.getLogger(name)
+        for existing in list(logger.handlers):
+            logger.removeHandler(existing)
+        logger.propagate = True
+    return handler
+
+
+def configure_from_settings(settings: Any) -> logging.Handler:
+    return configure_logging(getattr(settings, "log_level", "INFO"), secrets=secrets_of(settings))

@@ -1,0 +1,1 @@
+"""The public face: no login, bilingual."""

@@ -1,0 +1,221 @@
+"""Bad input. Schemathesis against the app's own OpenAPI document (every operation, 20 examples
+each, derandomised: the same cases every run), and hypothesis over the Twilio webhooks with
+correctly signed but arbitrary, missing, huge or mis-encoded fields: never a 5xx, responses as
+documented, never half a ticket stored."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from hotline.accounts.service import create_user, issue_token
+from hotline.app import create_app
+from hotline.settings import Settings
+from tests.conftest import TwilioSigner, sms_params
+from tests.ivr_flows.phone import OFFICE_HOURS
+from tickets.models import Ticket, TicketEvent
+
+FUZZ = settings(
+    max_examples=20,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+# --- schemathesis: the JSON API and Open311 as documented ------------------------------------
+
+
+@pytest.fixture
+def api_app(settings: Settings, clean_db: Engine) -> Iterator[FastAPI]:
+    app = create_app(settings)
+    app.state.clock = lambda: OFFICE_HOURS
+    with TestClient(app):  # start-up ran: the adapters stay configured for the run
+        yield app
+
+
+@pytest.fixture
+def bearer(clean_db: Engine) -> dict[str, str]:
+    with Session(clean_db) as session:
+        user = create_user(session, "fuzz-admin", "admin")
+        token = issue_token(session, user)
+        session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+# Found by this test, in files of other owners (reported): these operations answer 422 with
+# ``{"detail": {...}}`` or ``{"detail": "..."}`` while the document promises FastAPI's
+# HTTPValidationError (``detail`` a list). Their 422s are held to "no 5xx" only until the
+# document or the answers are fixed; every other status is checked against the schema.
+KNOWN_422_SHAPE = {
+    "GET /api/institutions",  # hotline/api.py _unknown()
+    "GET /api/route",  # hotline/api_routing.py
+    "GET /api/tickets",  # hotline/api_tickets.py list_tickets (phone, cursor)
+    "GET /api/metrics",  # hotline/api_tickets.py get_metrics (since >= until)
+    "GET /api/kb",  # hotline/public/kb_api.py search_kb
+}
+# ClassificationOut.alternatives is list[tuple[str, float]]: its schema ("items" as a list)
+# is not a valid OpenAPI 3.1 response schema, so no response can be checked against it.
+KNOWN_BAD_RESPONSE_SCHEMA = {"POST /api/classify"}
+
+
+def test_every_documented_operation_answers_without_5xx_and_as_documented(
+    api_app: FastAPI, bearer: dict[str, str]
+) -> None:
+    """Each operation of /openapi.json in turn, its own hypothesis run; failures are collected
+    so one report names every operation that broke."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api_app)
+    failures: dict[str, str] = {}
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+        key = f"{operation.method.upper()} {operation.path}"
+
+        @given(case=operation.as_strategy())
+        @FUZZ
+        def run(case: Any) -> None:
+            if case.path.startswith("/twilio/"):
+                # Signed webhooks: an unsigned case is refused before anything runs; they are
+                # fuzzed with real signatures below.
+                assert case.call().status_code == 403
+                return
+            response = case.call(headers=bearer)
+            checks: list[Any] = [not_a_server_error]
+            known = KNOWN_422_SHAPE if response.status_code == 422 else set()
+            # run() is called right below, within this iteration: key is the current one.
+            if key not in known and key not in KNOWN_BAD_RESPONSE_SCHEMA:  # noqa: B023
+                checks.append(response_schema_conformance)
+            case.validate_response(response, checks=checks)
+
+        try:
+            run()
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - reported together below
+            failures[key] = str(exc)[:1500]
+    assert operations >= 10
+    assert not failures, "\n\n".join(f"{name}:\n{text}" for name, text in failures.items())
+
+
+# --- hypothesis: signed webhooks with arbitrary fields ------------------------------------------
+
+FIELD_NAMES = st.sampled_from(
+    [
+        "MessageSid",
+        "SmsSid",
+        "AccountSid",
+        "From",
+        "To",
+        "Body",
+        "NumMedia",
+        "OptOutType",
+        "CallSid",
+        "CallStatus",
+        "Digits",
+        "SpeechResult",
+        "Confidence",
+        "RecordingUrl",
+        "SequenceNumber",
+        "Direction",
+        "ErrorCode",
+    ]
+)
+# Text a form can carry: any Unicode except surrogates (not encodable), including NUL and RTL marks.
+VALUES = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=200),
+    st.sampled_from(["", "0", "-1", "99999999999999999999", "+8613800138000", "１２３", "\x00"]),
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1500, max_size=3000),
+)
+WEBHOOKS = st.sampled_from(
+    [
+        "/twilio/sms",
+        "/twilio/voice",
+        "/twilio/monitor",
+        "/twilio/call-status",
+        "/twilio/message-status",
+        "/twilio/recording-status",
+        "/twilio/fallback",
+        "/twilio/revisit?ticket=20261130-0001",
+    ]
+)
+
+
+def _no_half_tickets(engine: Engine) -> None:
+    with Session(engine) as session:
+        orphans = session.exec(
+            select(func.count())
+            .select_from(Ticket)
+            .where(~col(Ticket.id).in_(select(TicketEvent.ticket_id)))
+        ).one()
+        assert orphans == 0, "a ticket without its opening event"
+
+
+def _valid_answer(path: str, status: int, body: str) -> None:
+    assert status < 500, (path, status, body)
+    assert status in (200, 400, 413), (path, status, body)
+    if status == 200:
+        root = ET.fromstring(body)
+        assert root.tag == "Response"
+
+
+@given(path=WEBHOOKS, fields=st.dictionaries(FIELD_NAMES, VALUES, max_size=8), base=st.booleans())
+@FUZZ
+def test_signed_webhooks_with_arbitrary_fields_never_fail(
+    client: TestClient,
+    twilio: TwilioSigner,
+    clean_db: Engine,
+    path: str,
+    fields: dict[str, str],
+    base: bool,
+) -> None:
+    params = {**sms_params("贷款 渝北区"), **fields} if base else dict(fields)
+    response = twilio.post(client, path, params)
+    _valid_answer(path, response.status_code, response.text)
+    _no_half_tickets(clean_db)
+
+
+@given(
+    missing=st.sets(st.sampled_from(sorted(sms_params("x"))), min_size=1),
+    body=st.text(st.characters(blacklist_categories=("Cs",)), max_size=400),
+)
+@FUZZ
+def test_an_sms_missing_fields_is_refused_or_answered_never_half_stored(
+    client: TestClient, twilio: TwilioSigner, clean_db: Engine, missing: set[str], body: str
+) -> None:
+    params = {k: v for k, v in sms_params(body).items() if k not in missing}
+    response = twilio.post(client, "/twilio/sms", params)
+    _valid_answer("/twilio/sms", response.status_code, response.text)
+    if not (params.get("MessageSid") or params.get("SmsSid")) or not params.get("From"):
+        assert response.status_code == 400
+    _no_half_tickets(clean_db)
+
+
+@given(raw=st.binary(min_size=1, max_size=2000))
+@FUZZ
+def test_invalid_utf8_and_garbage_bodies_never_fail(
+    client: TestClient, twilio: TwilioSigner, clean_db: Engine, raw: bytes
+) -> None:
+    content = b"MessageSid=SM" + b"e" * 32 + b"&From=%2B8613800138000&Body=" + raw + b"\xff\xfe"
+    for signature in ("", twilio.signature("/twilio/sms", {})):
+        response = client.post(
+            "/twilio/sms",
+            content=content,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        assert response.status_code in (400, 403), response.text
+    _no_half_tickets(clean_db)
