@@ -10,10 +10,11 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pypinyin import Style, lazy_pinyin
 
 from routing import Classification, classify
-from routing.classify import get_matcher, load_lexicon
-from routing.text import expand_braces
+from routing.classify import CUE, get_matcher, load_lexicon
+from routing.text import expand_braces, is_han, term_pinyin_toned
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SET = REPO.parent / "shared" / "data" / "classify_dev.tsv"
@@ -248,6 +249,7 @@ def test_third_extra_set_accuracy_and_complaints() -> None:
         ("代理商违反排他协议 又代理了竞品", "legal"),
         ("a competitor is selling knock-offs of our bags online", "legal"),
         ("前合伙人撬走了我们的大客户", "legal"),
+        ("前员工把我们的客户名单带到了竞争对手那里", "legal"),
         # a policy question stays information even when the policy is about hiring
         ("想了解一下今年企业招工方面有啥扶持政策", "information"),
     ],
@@ -289,9 +291,13 @@ def test_new_short_terms_stay_in_their_lane(text: str, expected: str | None) -> 
         # a referred institution's number is dead or wrong
         "你们转介的担保公司电话是空号",
         "the number you gave me for the lab is not in service",
+        "转介的机构电话一直是停机状态",
+        "the phone number on your referral is wrong",
         # a referred adviser who never came, case closed anyway
         "推荐的律师一次都没联系过我们 就说已经结案了",
         "你们派的顾问根本没来过",
+        "说好派专家来诊断 结果根本没来",
+        "打了三次电话 每次都要我重新讲一遍",
     ],
 )
 def test_complaint_classes_about_referrals_and_information(text: str) -> None:
@@ -300,10 +306,82 @@ def test_complaint_classes_about_referrals_and_information(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["设备停机了怎么维修", "我们还没联系过律师 想找一个", "想了解一下怎么填申报材料"],
+    [
+        "设备停机了怎么维修",
+        "设备处于停机状态怎么办",
+        "我们还没联系过律师 想找一个",
+        "想了解一下怎么填申报材料",
+        # telling one's story, or correcting one's own wrong data, is no grumble
+        "我从头说一下情况 我们想贷款",
+        "营业执照上的地址是错的 怎么变更",
+        "申报信息有误怎么修改",
+        "请再说一遍",
+        "we submitted wrong information on our application, how to fix it",
+    ],
 )
 def test_new_complaint_words_need_a_grumble(text: str) -> None:
     assert classify(text).complaint is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # words one letter away from a new lexicon word are not spell-corrected into it
+        ("I want to open a small bakery, what permits do I need", "startup"),
+        ("is this acceptable for a bank loan", "financing"),
+        ("we sell exclusively online and want more buyers", "market"),
+    ],
+)
+def test_near_words_are_not_corrected_into_new_terms(text: str, expected: str) -> None:
+    result = classify(text)
+    assert result.category == expected, result
+    assert result.complaint is False
+
+
+def test_cue_phrases_never_hide_a_term_inside_them() -> None:
+    # A longer match keeps only context entries of the matches inside it, so a phrase that
+    # is only a cue would silently drop a category term it contains ("what certifications").
+    matcher = get_matcher()
+    for index in (matcher.zh_index, matcher.en_index):
+        for key, entries in index.items():
+            if any(e.kind != CUE for e in entries) or len(key) < 2:
+                continue
+            inner = [
+                key[i:j]
+                for i in range(len(key))
+                for j in range(i + 1, len(key) + 1)
+                if (i, j) != (0, len(key))
+                and any(e.kind == "category" for e in index.get(key[i:j], ()))
+            ]
+            assert not inner, (key, inner)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("电器出口美国要做UL认证吗", "technology"),
+        ("what certifications do we need to export toys to the EU", "technology"),
+        ("离职员工开了同样的公司 抢我们的客户", "legal"),
+        ("distributor broke our exclusive agreement and sells to our customers directly", "legal"),
+        # having an exclusive distributor is no dispute
+        ("we have an exclusive agreement with a distributor and want more buyers", "market"),
+        ("车间急缺两个会开叉车的", "talent"),
+    ],
+)
+def test_heads_of_mixed_requests(text: str, expected: str) -> None:
+    assert classify(text).category == expected, classify(text)
+
+
+def test_segmented_pinyin_equals_whole_term_pinyin() -> None:
+    # term_pinyin_toned reads word by word with a cache; it must read as pypinyin does.
+    terms = [t for t in get_matcher().zh_index if len(t) >= 2][:3000]
+    terms += ["长期招几个熟练的数控车工", "银行行长", "东西南北", "重庆重新开始", "朝阳区的朝气"]
+    for term in terms:
+        whole = lazy_pinyin(term, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")
+        expected = tuple(s.replace("ü", "v") for s in whole) if len(whole) == len(term) else None
+        if not all(is_han(c) for c in term):
+            expected = None
+        assert term_pinyin_toned(term) == expected, term
 
 
 @pytest.mark.parametrize(
