@@ -326,13 +326,14 @@ def find_requests(
     statuses: Iterable[str] = (),
     now: datetime | None = None,
 ) -> list[Ticket]:
-    """Open311 tickets by the standard's filters. By id, the dates are not applied; otherwise
-    the window defaults to the last 90 days and may span at most 90 days."""
+    """Open311 tickets by the standard's filters. ``ids`` override every other filter;
+    otherwise the window defaults to the last 90 days and may span at most 90 days."""
     query = select(Ticket).where(
         Ticket.channel == Channel.open311, Ticket.kind == TicketKind.service
     )
     if ids:
         query = query.where(col(Ticket.number).in_(list(ids)))
+        return list(session.exec(query.order_by(col(Ticket.created_at).desc())).all())
     else:
         now = now or utcnow()
         end = as_utc(end) if end else now

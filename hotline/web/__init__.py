@@ -20,7 +20,7 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
 def install(app: FastAPI) -> None:
-    from hotline.web import routes_auth, routes_supervisor, routes_tickets
+    from hotline.web import routes_admin, routes_auth, routes_supervisor, routes_tickets
     from hotline.web.i18n import load_catalogue
     from hotline.web.render import render, secure
 
@@ -29,6 +29,7 @@ def install(app: FastAPI) -> None:
     app.include_router(routes_auth.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_supervisor.router)
+    app.include_router(routes_admin.router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+import georeport
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -287,6 +288,8 @@ def test_list_filters(client: TestClient, api_key: str, clean_db: Engine) -> Non
     assert ids(service_code="legal") == {legal_id}
     assert ids(service_code="legal,financing") == {legal_id, loan_id}
     assert ids(service_request_id=f"{loan_id},NOPE") == {loan_id}
+    # service_request_id overrides every other filter.
+    assert ids(service_request_id=loan_id, service_code="legal", status="closed") == {loan_id}
     assert ids(status="closed") == set()
     assert ids(status="open,closed") == {legal_id, loan_id}
 
@@ -368,7 +371,6 @@ def test_georeport_client_reads_our_endpoint(
 ) -> None:
     """The ``georeport`` package from PyPI (a GeoReport v2 client written by others) reads
     services, a definition and requests in both formats."""
-    georeport = pytest.importorskip("georeport")
     number = _post(client, api_key, service_code="market", description="参展补贴", **YUBEI)
     number = number.json()[0]["service_request_id"]
     remote = georeport.GeoReport(live_server, output_format=fmt)

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from hotline.accounts.service import create_user
 from hotline.app import create_app
 from hotline.settings import Settings
+from hotline.wiring import configure_domain
 from kb.db import utcnow
 from tests.hotline.web.conftest import PASSWORD, Cast
 from tests.tickets.conftest import open_request
@@ -55,6 +56,7 @@ def server(settings: Settings, clean_db: object) -> Iterator[str]:
     yield base
     running.should_exit = True
     thread.join(10)
+    configure_domain(settings)  # the served app configured the domain for its own URL
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,7 @@ def test_an_agent_claims_and_reroutes_and_the_institution_resolves(
     page.click(f"text={number}")
     page.wait_for_load_state("networkidle")
     page.click("#act-claim")
-    page.wait_for_selector(".done", timeout=5000)
+    page.wait_for_selector(".done[data-done=claim]", timeout=5000)
     assert _ticket(session, number).assignee == "user:li"
     # Re-route: pick a candidate other than the institution that declined.
     options = page.locator("#dispatch-to option")
@@ -125,7 +127,7 @@ def test_an_agent_claims_and_reroutes_and_the_institution_resolves(
     page.select_option("#dispatch-to", chosen)
     _shot(page, "ticket")
     page.click("#act-dispatch")
-    page.wait_for_selector(".done", timeout=5000)
+    page.wait_for_selector(".done[data-done=dispatch]", timeout=5000)
     rerouted = _ticket(session, number)
     assert (rerouted.state.value, rerouted.institution_id) == ("dispatched", int(chosen))
 
@@ -137,10 +139,10 @@ def test_an_agent_claims_and_reroutes_and_the_institution_resolves(
     _shot(other, "portal")
     other.click(f"text={number}")
     other.click("#act-accept")
-    other.wait_for_selector(".done", timeout=5000)
+    other.wait_for_selector(".done[data-done=accept]", timeout=5000)
     other.fill("form[action$='/resolve'] input[name=note]", "已对接贷款")
     other.click("#act-resolve")
-    other.wait_for_selector(".done", timeout=5000)
+    other.wait_for_selector(".done[data-done=resolve]", timeout=5000)
     _shot(other, "ticket-resolved")
     assert _ticket(session, number).state.value == "resolved"
 
@@ -199,7 +201,7 @@ def test_a_supervisor_upholds_a_complaint(
     page.wait_for_load_state("networkidle")
     page.fill("form[action$='/uphold'] input[name=note]", "投诉属实")
     page.click("#act-uphold")
-    page.wait_for_selector(".done", timeout=5000)
+    page.wait_for_selector(".done[data-done=uphold]", timeout=5000)
     _shot(page, "complaint-upheld")
     assert _ticket(session, numbers[0]).state.value == "closed"
     assert _ticket(session, numbers[1]).state.value == "escalated"
@@ -223,7 +225,7 @@ def test_english_and_keyboard_shortcuts(
     page.keyboard.press("Enter")
     page.wait_for_url("**/tickets/**")
     page.keyboard.press("c")
-    page.wait_for_selector(".done", timeout=5000)
+    page.wait_for_selector(".done[data-done=claim]", timeout=5000)
 
 
 def test_the_dashboard_renders_its_charts(
@@ -244,3 +246,16 @@ def test_the_dashboard_renders_its_charts(
     _shot(page, "dashboard")
     page.goto("/supervisor/sla")
     _shot(page, "sla")
+
+
+def test_the_admin_creates_a_user(chromium: Browser, server: str, cast: Cast) -> None:
+    page = _page(chromium, server)
+    page.goto("/login")
+    _shot(page, "login")
+    _login(page, "root")
+    assert page.url.endswith("/admin/users")
+    page.fill("form.stack input[name=username]", "newagent")
+    page.fill("form.stack input[name=password]", "a-long-password")
+    page.click("form.stack button[type=submit]")
+    page.wait_for_selector("text=newagent", timeout=5000)
+    _shot(page, "admin-users")
