@@ -8,6 +8,10 @@
   error to the caller), and everything else answers 503 with a plain message and
   ``Retry-After``, instead of a 500 and a traceback. The pool drops dead connections on the
   error, so the next request after the database is back succeeds without a restart.
+- :func:`value_not_storable`: a value the database cannot take (an id past its integer range,
+  a NUL character on PostgreSQL) is the client's error: 422, not 500.
+- An exception raised after the whole response was sent (e.g. the session's clean-up meeting a
+  connection the database dropped) is logged, not re-raised: the client already has its answer.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twilio.twiml.messaging_response import MessagingResponse
@@ -138,7 +142,35 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def value_not_storable(request: Request, exc: Exception) -> Response:
+    """The database refused a value the request carried (an id past the integer range, a NUL
+    character in text on PostgreSQL): the client's input, not a server fault. Answered in
+    FastAPI's validation-error shape, as the OpenAPI document promises for 422."""
+    log.warning(
+        "value refused by the database on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(getattr(exc, "orig", None) or exc).__name__,
+    )
+    if request.url.path.startswith("/twilio/"):
+        return _twilio_apology(request.url.path)
+    return JSONResponse(
+        {
+            "detail": [
+                {
+                    "loc": ["request"],
+                    "msg": "a value is out of range or contains characters that cannot be "
+                    "stored (such as NUL)",
+                    "type": "value_error",
+                }
+            ]
+        },
+        status_code=422,
+    )
+
+
 def install_database_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DataError, value_not_storable)
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(InterfaceError, database_unavailable)
     app.add_exception_handler(PoolTimeout, database_unavailable)

@@ -24,6 +24,11 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import event
+from sqlmodel import Session
+
+from tickets.models import OutboxMessage
+
 request_id_var: ContextVar[str | None] = ContextVar("hotline_request_id", default=None)
 # The request id of the RQ job running in this process: (job id, request id). Kept beside the
 # job rather than in the context variable, so it ends with the job even in a worker that runs
@@ -210,3 +215,25 @@ def configure_logging(
 
 def configure_from_settings(settings: Any) -> logging.Handler:
     return configure_logging(getattr(settings, "log_level", "INFO"), secrets=secrets_of(settings))
+
+
+# --- the request id through the outbox (registered on import: web app and worker alike) ---
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_outbox_rows(session: Session, _context: Any, _instances: Any) -> None:
+    """Outbox rows written while serving a request carry its id to the jobs they become."""
+    request_id = current_request_id()
+    if request_id is None:
+        return
+    for obj in session.new:
+        if isinstance(obj, OutboxMessage) and "request_id" not in (obj.payload or {}):
+            obj.payload = {**(obj.payload or {}), "request_id": request_id}
+
+
+@event.listens_for(OutboxMessage, "load")
+def _adopt_request_id(target: OutboxMessage, _context: Any) -> None:
+    """In an RQ job, the outbox row it runs gives the job's log lines their request id."""
+    request_id = (target.payload or {}).get("request_id")
+    if request_id and request_id_var.get() is None:
+        adopt_for_current_job(str(request_id))

@@ -36,17 +36,15 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hotline.deps import TwilioForm
-from hotline.logging_setup import adopt_for_current_job, current_request_id, request_id_var
+from hotline.logging_setup import request_id_var
 from hotline.queue import QUEUE_NAMES
 from kb.db import get_engine
-from tickets.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -107,25 +105,6 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
-
-
-@event.listens_for(Session, "before_flush")
-def _stamp_outbox_rows(session: Session, _context: Any, _instances: Any) -> None:
-    """Outbox rows written while serving a request carry its id to the jobs they become."""
-    request_id = current_request_id()
-    if request_id is None:
-        return
-    for obj in session.new:
-        if isinstance(obj, OutboxMessage) and "request_id" not in (obj.payload or {}):
-            obj.payload = {**(obj.payload or {}), "request_id": request_id}
-
-
-@event.listens_for(OutboxMessage, "load")
-def _adopt_request_id(target: OutboxMessage, _context: Any) -> None:
-    """In an RQ job, the outbox row it runs gives the job's log lines their request id."""
-    request_id = (target.payload or {}).get("request_id")
-    if request_id and request_id_var.get() is None:
-        adopt_for_current_job(str(request_id))
 
 
 # --- latency ------------------------------------------------------------------------------

@@ -249,3 +249,16 @@ def test_metrics_are_not_public(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 403
     forwarded = client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
     assert forwarded.status_code == 403  # a header does not make a remote client local
+
+
+def test_values_the_database_cannot_store_are_the_clients_error_not_a_500(
+    client: TestClient, twilio: TwilioSigner, settings: Settings, clean_db: Engine
+) -> None:
+    """Found by schemathesis on PostgreSQL: an id past int4 and a NUL in text were 500s."""
+    too_big = client.get("/api/institutions/2147483648")
+    assert too_big.status_code in (404, 422)  # 422 on PostgreSQL, 404 on SQLite (int64)
+    nul = client.get("/api/institutions", params={"category": "fin\x00ancing"})
+    assert nul.status_code == 422
+    assert isinstance(nul.json()["detail"], list | dict)
+    sms = twilio.post(client, "/twilio/sms", sms_params("贷款\x00渝北区", settings=settings))
+    assert sms.status_code == 200 and sms.text.startswith("<?xml")
