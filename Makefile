@@ -25,13 +25,14 @@ run: install
 	$(BIN)/hotline users seed-demo
 	$(BIN)/hotline serve --host $(HOST) --port $(PORT)
 
-# pytest exits 5 when it collected no test; that is a failure of the suite, said plainly.
 # The browser tests drive Debian's Chromium (with a CJK font for the screenshots); install them
-# when missing. Without Chromium the browser tests fail, they never skip.
+# when missing (as root, or through sudo). Without Chromium the browser tests fail, never skip.
 browser:
-	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
-		(apt-get update && apt-get install -y chromium fonts-wqy-microhei)
+	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium fonts-wqy-microhei; }
 
+# pytest exits 5 when it collected no test; that is a failure of the suite, said plainly.
 test: install browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
