@@ -17,7 +17,7 @@ from hotline.queue import QUEUE_NAMES, connect, queue, resolve_redis_url
 from hotline.settings import Settings
 from hotline.wiring import configure_domain
 from kb.db import get_engine, make_engine
-from tickets.outbox import relay_outbox, session_factory_for
+from tickets.outbox import relay_outbox, rescue_stranded, session_factory_for
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ def build_worker(settings: Settings, *, name: str | None = None) -> Worker:
         connection=connection,
         serializer=JSONSerializer,
         name=name,
+        # Registry clean-up finds jobs whose worker died and hands them to RQ's retry; the
+        # default (10 minutes) would leave a killed revisit or SLA job waiting that long.
+        maintenance_interval=60,
     )
 
 
@@ -71,7 +74,9 @@ class OutboxRelay(threading.Thread):
 
     def relay_once(self) -> int:
         try:
-            return relay_outbox(session_factory_for(self.engine), self.redis)
+            factory = session_factory_for(self.engine)
+            rescue_stranded(factory, self.redis)
+            return relay_outbox(factory, self.redis)
         except Exception:  # noqa: BLE001 - keep relaying; the next round retries
             log.exception("periodic outbox relay failed")
             return 0

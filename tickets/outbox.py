@@ -21,12 +21,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-from rq import Queue
-from rq.exceptions import DuplicateJobError
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 JOB_FUNCTION = "tickets.tasks.run_outbox_job"
 QUEUES = ("high", "default", "low")
 RELAY_BATCH = 200
+# A job that raised (a lost race, a database hiccup) or whose worker died mid-job is retried by
+# RQ; the job itself is idempotent, so a retry after a partial run is safe.
+RETRY_INTERVALS_SECONDS = [10, 30, 60, 300, 900]
+# A relayed row older than this, not done, whose job Redis no longer has (Redis lost its data,
+# or the job expired) is relayed again.
+STRANDED_AFTER = timedelta(minutes=5)
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
@@ -146,6 +153,7 @@ def _enqueue(connection: redis.Redis, row: OutboxMessage) -> None:
         "description": f"{row.task} (outbox {row.id})",
         "result_ttl": 24 * 3600,
         "failure_ttl": 7 * 24 * 3600,
+        "retry": Retry(max=len(RETRY_INTERVALS_SECONDS), interval=RETRY_INTERVALS_SECONDS),
     }
     try:
         if row.run_at is not None and as_utc(row.run_at) > utcnow():
@@ -155,6 +163,52 @@ def _enqueue(connection: redis.Redis, row: OutboxMessage) -> None:
     except DuplicateJobError:
         # Relayed before, but the mark did not commit: the job is already there.
         log.info("outbox row %s was already in RQ", row.id)
+
+
+def rescue_stranded(
+    session_factory: SessionFactory,
+    connection: redis.Redis,
+    *,
+    now: datetime | None = None,
+    stranded_after: timedelta = STRANDED_AFTER,
+    limit: int = RELAY_BATCH,
+) -> int:
+    """Mark for relaying again every row that was relayed but whose job Redis no longer holds.
+
+    A job still queued, scheduled, running or failed is left alone: RQ retries it, and a job
+    that failed every retry stays in RQ's failed registry for someone to look at. Returns how
+    many rows were marked; the next :func:`relay_outbox` enqueues them."""
+    moment = now or utcnow()
+    cutoff = moment - stranded_after
+    try:
+        connection.ping()
+    except redis.RedisError:
+        return 0
+    marked = 0
+    with session_factory() as session:
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(col(OutboxMessage.relayed_at).is_not(None))
+            .where(col(OutboxMessage.done_at).is_(None))
+            .where(col(OutboxMessage.relayed_at) < cutoff)
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            assert row.id is not None
+            if row.run_at is not None and as_utc(row.run_at) > cutoff:
+                continue  # scheduled for later or only just due: the scheduler has it
+            try:
+                Job.fetch(job_id(row.id), connection=connection, serializer=JSONSerializer)
+                continue
+            except NoSuchJobError:
+                pass
+            log.warning("outbox row %s: its job is gone from Redis; relaying it again", row.id)
+            row.relayed_at = None
+            session.add(row)
+            marked += 1
+    return marked
 
 
 def pending(session: Session) -> int:

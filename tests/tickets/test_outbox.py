@@ -4,12 +4,14 @@ even when Redis was down at the time."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
 from rq import Queue
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy.engine import Engine
@@ -24,7 +26,15 @@ from kb.models import Institution
 from tests.conftest import TwilioSigner, sms_params
 from tests.tickets.conftest import dispatched
 from tickets.models import OutboxMessage, Ticket, TicketState
-from tickets.outbox import job_id, pending, relay_outbox, session_factory_for
+from tickets.outbox import (
+    RETRY_INTERVALS_SECONDS,
+    job_id,
+    pending,
+    relay_outbox,
+    rescue_stranded,
+    session_factory_for,
+)
+from tickets.outbox import add as add_to_outbox
 
 
 @pytest.fixture
@@ -126,3 +136,30 @@ def test_a_committing_request_relays_its_jobs_right_after_the_response(
     assert {job_id(row.id or 0) for row in rows} <= _scheduled(redis_conn) | set(
         Queue("high", connection=redis_conn, serializer=JSONSerializer).get_job_ids()
     )
+
+
+def test_a_relayed_row_whose_job_redis_lost_is_relayed_again(
+    clean_db: Engine, redis_conn: redis.Redis
+) -> None:
+    factory = session_factory_for(clean_db)
+    with factory() as session:
+        row = add_to_outbox(session, "sla_check", {"ticket_id": 0, "clock": "accept"})
+        session.flush()
+        row_id = row.id
+    assert row_id is not None
+    assert relay_outbox(factory, redis_conn) >= 1
+    job = Job.fetch(job_id(row_id), connection=redis_conn, serializer=JSONSerializer)
+    assert job.retries_left == len(RETRY_INTERVALS_SECONDS)
+
+    later = utcnow() + timedelta(minutes=10)
+    # The job is still in Redis: nothing to rescue, however old the relay.
+    assert rescue_stranded(factory, redis_conn, now=later) == 0
+    job.delete()  # as after Redis lost its data
+    # Too recent to call stranded: left alone.
+    assert rescue_stranded(factory, redis_conn) == 0
+    assert rescue_stranded(factory, redis_conn, now=later) == 1
+    with Session(clean_db) as session:
+        again = session.get(OutboxMessage, row_id)
+        assert again is not None and again.relayed_at is None
+    assert relay_outbox(factory, redis_conn) >= 1
+    assert Job.exists(job_id(row_id), connection=redis_conn)
