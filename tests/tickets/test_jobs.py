@@ -90,8 +90,14 @@ def test_a_missed_acceptance_escalates_through_a_real_worker(
     assert ticket.state == TicketState.dispatched
 
     time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.3)
-    work_burst(redis_conn)
-    _reload(session, ticket)
+    # A loaded machine may hand the due job to the scheduler a moment late: work again, briefly.
+    deadline = time.monotonic() + 10
+    while True:
+        work_burst(redis_conn)
+        _reload(session, ticket)
+        if ticket.state != TicketState.dispatched or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert ticket.state == TicketState.escalated and ticket.escalation_level == 1
     events = session.exec(
         select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(col(TicketEvent.id))
