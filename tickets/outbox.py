@@ -43,7 +43,7 @@ QUEUES = ("high", "default", "low")
 RELAY_BATCH = 200
 # A job that raised (a lost race, a database hiccup) or whose worker died mid-job is retried by
 # RQ; the job itself is idempotent, so a retry after a partial run is safe.
-RETRY_INTERVALS_SECONDS = [10, 30, 60, 300, 900]
+RETRY_INTERVALS_SECONDS = [2, 10, 60, 300, 900]
 # A relayed row older than this, not done, whose job Redis no longer has (Redis lost its data,
 # or the job expired) is relayed again.
 STRANDED_AFTER = timedelta(minutes=5)
