@@ -109,7 +109,9 @@ class ClassifyIn(BaseModel):
 class ClassificationOut(BaseModel):
     category: str | None
     confidence: float
-    alternatives: list[tuple[str, float]]
+    alternatives: list[list[str | float]] = Field(
+        description="Every category as [key, score], best first"
+    )
     evidence: list[str]
     complaint: bool
     language: str

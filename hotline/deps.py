@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 import redis
 from fastapi import Depends, HTTPException, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
 from hotline.settings import Settings
 from kb.db import get_engine
+
+log = logging.getLogger(__name__)
 
 
 def get_settings(request: Request) -> Settings:
@@ -26,7 +30,12 @@ def get_session() -> Iterator[Session]:
         try:
             yield session
         finally:
-            session.rollback()
+            try:
+                session.rollback()
+            except SQLAlchemyError:
+                # The connection died (the database restarted): nothing is left to roll back,
+                # and the pool discards the connection.
+                log.warning("rollback on a lost database connection", exc_info=True)
 
 
 def get_redis(request: Request) -> redis.Redis:

@@ -33,7 +33,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from sqlalchemy import text
@@ -44,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hotline.deps import TwilioForm
 from hotline.logging_setup import request_id_var
 from hotline.queue import QUEUE_NAMES
+from hotline.settings import Settings
 from kb.db import get_engine
 
 log = logging.getLogger(__name__)
@@ -54,21 +54,9 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 
 
-class _MetricsSettings(BaseSettings):
-    """``HOTLINE_METRICS_TOKEN``, read like every other setting (environment or ``.env``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="HOTLINE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
-    metrics_token: str | None = None
-
-
-def metrics_token(settings: Any) -> str | None:
-    """The bearer token for ``/metrics``: the settings' own field if it has one, else
-    ``HOTLINE_METRICS_TOKEN``; empty means unset."""
-    if hasattr(settings, "metrics_token"):
-        return getattr(settings, "metrics_token", None) or None
-    return _MetricsSettings().metrics_token or None
+def metrics_token(settings: Settings) -> str | None:
+    """The bearer token for ``/metrics`` (``HOTLINE_METRICS_TOKEN``); empty means unset."""
+    return settings.metrics_token or None
 
 
 # --- request id -------------------------------------------------------------------------

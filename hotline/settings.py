@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     default_region: str = Field(default="CN", description="Region for numbers without +")
     log_level: str = "INFO"
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token for /metrics; unset: loopback clients only"
+    )
 
     @field_validator("database_url")
     @classmethod

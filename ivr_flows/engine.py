@@ -192,7 +192,7 @@ class Input:
 
         return cls(
             digits=(params.get("Digits") or "").strip(),
-            speech=(params.get("SpeechResult") or "").strip(),
+            speech=(params.get("SpeechResult") or "").replace("\x00", "").strip(),
             confidence=number("Confidence"),
             recording_url=params.get("RecordingUrl") or "",
             recording_sid=params.get("RecordingSid") or "",

@@ -114,7 +114,8 @@ def handle_inbound_sms(
     previous = stored_reply(session, sms.message_sid)
     if previous is not None:
         return previous
-    body = sms.body[:MAX_BODY_CHARS]
+    # NUL cannot be stored in PostgreSQL text and never carries meaning in an SMS.
+    body = sms.body.replace("\x00", "")[:MAX_BODY_CHARS]
     message = InboundMessage(
         message_sid=sms.message_sid,
         account_sid=sms.account_sid,

@@ -134,7 +134,7 @@ def relay_outbox(
         for row in rows:
             assert row.id is not None
             try:
-                _enqueue(connection, row)
+                enqueue(connection, row)
             except redis.RedisError as exc:
                 log.warning("outbox relay stopped at row %s: %s", row.id, exc)
                 break
@@ -144,7 +144,10 @@ def relay_outbox(
     return relayed
 
 
-def _enqueue(connection: redis.Redis, row: OutboxMessage) -> None:
+def enqueue(connection: redis.Redis, row: OutboxMessage) -> None:
+    """Put one row's job into RQ, with the retry policy; a second call for the same row is a
+    no-op (the job id is the row's). The relay calls it; so may a tool that must not touch the
+    database at that moment."""
     assert row.id is not None
     queue = Queue(row.queue, connection=connection, serializer=JSONSerializer)
     options: dict[str, Any] = {

@@ -70,8 +70,8 @@ class TicketRepository:
     def by_number(self, session: Session, number: str) -> Ticket | None:
         return session.exec(select(Ticket).where(Ticket.number == number)).first()
 
-    def by_id(self, session: Session, ticket_id: int) -> Ticket | None:
-        return session.get(Ticket, ticket_id)
+    def by_id(self, session: Session, ticket_id: int, *, for_update: bool = False) -> Ticket | None:
+        return session.get(Ticket, ticket_id, with_for_update=for_update or None)
 
     def current_version(self, session: Session, ticket_id: int) -> tuple[TicketState, int]:
         """State and version as committed now, bypassing the session's copy of the ticket."""

@@ -38,7 +38,9 @@ DUE_COLUMNS = {"accept": "accept_due_at", "contact": "contact_due_at", "resolve"
 
 def sla_check(session: Session, payload: dict[str, Any], now: datetime) -> JobOutcome:
     """At a clock's due time: escalate when its milestone was missed."""
-    ticket = ticket_repository.by_id(session, int(payload["ticket_id"]))
+    # Locked, so two checks of one ticket (two clocks due together, two workers) take turns
+    # instead of racing to the same version: the second sees the escalation and stands down.
+    ticket = ticket_repository.by_id(session, int(payload["ticket_id"]), for_update=True)
     clock = str(payload["clock"])
     if ticket is None:
         return JobOutcome("obsolete: no such ticket")

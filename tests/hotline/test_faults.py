@@ -23,7 +23,7 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from rq import Queue, Worker
+from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event, text
@@ -42,7 +42,12 @@ from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, new_sid
 from tests.tickets.conftest import dispatched, local, service_institutions, staff_of
 from tickets import service as ticket_ops
 from tickets.models import InboundMessage, OutboxMessage, Revisit, Ticket, TicketEvent, TicketState
-from tickets.outbox import job_id, pending
+from tickets.outbox import (
+    RETRY_INTERVALS_SECONDS,
+    enqueue,
+    job_id,
+    pending,
+)
 from tickets.service import ticket_service
 from tickets.tasks import run_outbox_job
 
@@ -180,19 +185,14 @@ def _hold_database(engine: Engine, row_id: int) -> Callable[[], None]:
     return release
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tickets/outbox.py enqueues outbox jobs without an RQ Retry, and the relay only "
-    "re-relays rows never relayed: a job abandoned by a killed worker goes to RQ's failed "
-    "registry and its effect never happens (see the report)",
-)
 def test_a_worker_killed_mid_job_the_job_is_retried_and_acts_once(
     settings: Settings, clean_db: Engine, redis_url: str, redis_conn: redis.Redis
 ) -> None:
     redis_conn.flushdb()
     session = Session(clean_db, expire_on_commit=False)
     bank = service_institutions(session, "financing")[0]
-    ticket = dispatched(session, bank, now=OFFICE_HOURS)
+    # Dispatched on a past working morning: its accept clock has long expired.
+    ticket = dispatched(session, bank, now=datetime(2026, 10, 12, 2, 0, tzinfo=UTC))
     session.commit()
     row = session.exec(
         select(OutboxMessage)
@@ -201,10 +201,16 @@ def test_a_worker_killed_mid_job_the_job_is_retried_and_acts_once(
     ).first()
     assert row is not None and row.id is not None
     session.close()
-    # Due now (a week later the accept clock has expired): relay it straight into the queue.
+    # Only this row's job runs: the others count as relayed already.
     with clean_db.begin() as conn:
         conn.execute(
             text("UPDATE outbox SET run_at = NULL, relayed_at = :now WHERE id <> :id"),
+            {"now": datetime.now(UTC), "id": row.id},
+        )
+        # Ours too counts as relayed, or the worker's start-up relay would run it at once; the
+        # test enqueues it itself once the database is held.
+        conn.execute(
+            text("UPDATE outbox SET relayed_at = :now WHERE id = :id"),
             {"now": datetime.now(UTC), "id": row.id},
         )
     bin_dir = Path(sys.executable).parent
@@ -221,9 +227,9 @@ def test_a_worker_killed_mid_job_the_job_is_retried_and_acts_once(
         time.sleep(0.1)
     time.sleep(0.5)
     release = _hold_database(clean_db, row.id)
-    Queue("high", connection=redis_conn, serializer=JSONSerializer).enqueue(
-        "tickets.tasks.run_outbox_job", row.id, job_id=job_id(row.id)
-    )
+    # Enqueued as the relay does, so the job carries the outbox's retry policy (the relay itself
+    # would wait for the database this test is holding).
+    enqueue(redis_conn, row)
     started = StartedJobRegistry("high", connection=redis_conn, serializer=JSONSerializer)
     try:
         deadline = time.monotonic() + 30
@@ -239,6 +245,7 @@ def test_a_worker_killed_mid_job_the_job_is_retried_and_acts_once(
             os.killpg(worker.pid, signal.SIGKILL)
     # Time passes: RQ's cleanup finds the abandoned job (its worker's heartbeat expired).
     started.cleanup(timestamp=time.time() + 3600)
+    time.sleep(RETRY_INTERVALS_SECONDS[0] + 0.5)  # the retry falls due
     worker = subprocess.Popen(
         [str(bin_dir / "hotline"), "worker", "--burst"],
         env=_worker_env(settings, redis_url),
