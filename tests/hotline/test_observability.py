@@ -24,7 +24,7 @@ from hotline.app import create_app
 from hotline.logging_setup import configure_logging, secrets_of
 from hotline.queue import queue
 from hotline.redis_server import EmbeddedRedis
-from hotline.settings import Settings
+from hotline.settings import Settings, load_settings
 from tests.conftest import TwilioSigner, sms_params
 from tickets.models import OutboxMessage, Ticket
 
@@ -96,10 +96,16 @@ def test_metrics_token_comes_from_the_environment(
     settings: Settings, clean_db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOTLINE_METRICS_TOKEN", "from-the-env-987654")
-    app = create_app(settings)
-    assert app.state.metrics_token == "from-the-env-987654"
+    from_env = load_settings(
+        var_dir=settings.var_dir, database_url=settings.database_url, redis_url=settings.redis_url
+    )
+    assert from_env.metrics_token == "from-the-env-987654"
+    assert create_app(from_env).state.metrics_token == "from-the-env-987654"
     monkeypatch.setenv("HOTLINE_METRICS_TOKEN", "")
-    assert create_app(settings).state.metrics_token is None
+    unset = load_settings(
+        var_dir=settings.var_dir, database_url=settings.database_url, redis_url=settings.redis_url
+    )
+    assert create_app(unset).state.metrics_token is None
 
 
 def test_metrics_count_tickets_outbox_queues_and_latency_by_route_template(
