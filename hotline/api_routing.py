@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from hotline.deps import SessionDep, SettingsDep
-from kb.service import UnknownValue, catalogue_service
+from kb.service import UnknownValue
 from routing.classify import classify
-from routing.match import NoMunicipalPlatform, RoutingPolicy, match
+from routing.match import NoMunicipalPlatform, match_named
 
 router = APIRouter(prefix="/api", tags=["routing"])
 
@@ -78,20 +78,16 @@ def route(
     if district is None and lat is None and cluster is None:
         raise _invalid("district", "give a district, lat and lon, or a cluster")
     try:
-        category_key = catalogue_service.require_category(session, category).key
-        district_code = (
-            catalogue_service.require_district(session, district).code if district else None
-        )
-        decision = match(
+        decision = match_named(
             session,
-            category=category_key,
-            place=district_code,
+            category=category,
+            district=district,
             lat=lat,
             lon=lon,
             cluster=cluster,
             exclude=exclude or (),
             at=at,
-            policy=RoutingPolicy(timezone=settings.timezone),
+            timezone=settings.timezone,
         )
     except UnknownValue as exc:
         raise _invalid(exc.what, str(exc), exc.value, exc.suggestions) from None

@@ -37,8 +37,8 @@ def route(
     from hotline.cli import _fail, _settings
     from hotline.wiring import configure_domain
     from kb.db import session_scope
-    from kb.service import UnknownValue, catalogue_service
-    from routing.match import NoMunicipalPlatform, RoutingPolicy, match
+    from kb.service import UnknownValue
+    from routing.match import NoMunicipalPlatform, match_named
 
     if (lat is None) != (lon is None):
         raise _fail("give both --lat and --lon, or neither", 2)
@@ -55,20 +55,16 @@ def route(
     configure_domain(settings)
     try:
         with session_scope() as session:
-            category_key = catalogue_service.require_category(session, category).key
-            district_code = (
-                catalogue_service.require_district(session, district).code if district else None
-            )
-            decision = match(
+            decision = match_named(
                 session,
-                category=category_key,
-                place=district_code,
+                category=category,
+                district=district,
                 lat=lat,
                 lon=lon,
                 cluster=cluster,
                 exclude=exclude or (),
                 at=when,
-                policy=RoutingPolicy(timezone=settings.timezone),
+                timezone=settings.timezone,
             )
     except UnknownValue as exc:
         raise _fail(str(exc), 2) from None

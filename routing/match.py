@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from kb.service import catalogue_service
 from routing.decision import Candidate, Reason, RoutingDecision
 from routing.geo import haversine_km
 from routing.index import (
@@ -177,6 +178,36 @@ def match(
         catalogue = catalogue_cache.get(source)
         states = DatabaseLiveStates(source, catalogue)
         return _decide(catalogue, states, table, Catalogue.nearest, request)
+
+
+def match_named(
+    session: Session,
+    *,
+    category: str,
+    district: str | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    cluster: str | None = None,
+    exclude: Iterable[int] = (),
+    at: datetime | None = None,
+    timezone: str = DEFAULT_POLICY.timezone,
+) -> RoutingDecision:
+    """:func:`match` for callers that name things as people do (the API, the CLI): the category
+    by key and the district by code, Chinese, short or English name. Raises
+    ``kb.service.UnknownValue`` (with suggestions) for a name it does not know."""
+    category_key = catalogue_service.require_category(session, category).key
+    district_code = catalogue_service.require_district(session, district).code if district else None
+    return match(
+        session,
+        category=category_key,
+        place=district_code,
+        lat=lat,
+        lon=lon,
+        cluster=cluster,
+        exclude=exclude,
+        at=at,
+        policy=RoutingPolicy(timezone=timezone),
+    )
 
 
 def match_by_scan(
