@@ -1,5 +1,7 @@
 """``hotline notify ARTICLE_SLUG``: push a kb article to the firms subscribed to it, as SMS sent
-by the RQ workers, with a progress bar; ``hotline notify --resume`` restarts unfinished ones."""
+by the RQ workers, with a progress bar. The workers resume an interrupted send by themselves
+(``hotline.public.notices.resume_stranded``); ``hotline notify --resume`` re-queues unfinished
+notices at once, for an operator who will not wait for that."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ def notify(
     from hotline.wiring import configure_domain
     from kb.db import session_scope
     from kb.service import UnknownValue, catalogue_service
+    from tickets.models import Role
+    from tickets.service import Actor
 
     try:
         settings = load_settings()
@@ -63,7 +67,7 @@ def notify(
             notice = notices.publish(
                 session,
                 slug,
-                actor=actor,
+                actor=Actor(actor, Role.system),
                 today=datetime.now(settings.tz).date(),
                 categories=categories,
                 districts=districts,

@@ -4,14 +4,19 @@ performance, the knowledge base, and the one-time service evaluation."""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import quote
 
+import redis
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
 
-from hotline.deps import SessionDep, SettingsDep
+from hotline.deps import RedisDep, SessionDep, SettingsDep
 from hotline.web.render import language, render
 from kb import articles
 from kb.db import utcnow
@@ -23,11 +28,18 @@ from tickets.models import Role
 from tickets.revisit import InvalidSurveyToken, outcome_codes
 from tickets.service import Actor, ticket_service
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["public pages"])
 
 # Performance is published only once an institution has this many cases in the window.
 MIN_PUBLISHED_CASES = 10
 PERFORMANCE_WINDOW = timedelta(days=365)
+# The published figures move slowly (a year's cases) and cost a scan of that year's tickets and
+# revisits: computed for every institution at once, kept in Redis (shared by all web processes)
+# for a few minutes.
+PERFORMANCE_CACHE_KEY = "hotline:directory:performance:v1"
+PERFORMANCE_TTL = timedelta(minutes=5)
 SURVEY_ACTOR = Actor("web:evaluation", Role.system)
 EVALUATION_OUTCOMES = ("met", "partly", "not_met")
 
@@ -94,8 +106,40 @@ def directory(
     )
 
 
+def published_performance(
+    session: Session, connection: redis.Redis
+) -> dict[int, metrics.GroupMeasures]:
+    """Every institution's measures over the last 12 months, for those with enough cases to
+    publish; from the cache while it lasts, else computed and cached. A Redis outage costs
+    speed, not the page."""
+    try:
+        cached = connection.get(PERFORMANCE_CACHE_KEY)
+    except redis.RedisError:
+        log.warning("performance cache unavailable; computing", exc_info=True)
+        cached = None
+    if cached is not None:
+        return {
+            int(key): metrics.GroupMeasures(**values) for key, values in json.loads(cached).items()
+        }
+    until = utcnow()
+    measured = metrics.compute(session, until - PERFORMANCE_WINDOW, until, by="institution")
+    published = {
+        key: found
+        for key, found in measured.items()
+        if isinstance(key, int) and found.volume >= MIN_PUBLISHED_CASES
+    }
+    payload = json.dumps({str(key): asdict(found) for key, found in published.items()})
+    try:
+        connection.set(PERFORMANCE_CACHE_KEY, payload, ex=PERFORMANCE_TTL)
+    except redis.RedisError:
+        log.warning("could not cache the published performance", exc_info=True)
+    return published
+
+
 @router.get("/directory/{code}", response_class=HTMLResponse)
-def institution_page(request: Request, code: str, session: SessionDep) -> Response:
+def institution_page(
+    request: Request, code: str, session: SessionDep, connection: RedisDep
+) -> Response:
     repo = catalogue_service.repository
     institution = repo.institution_by_code(session, code)
     if institution is None or not institution.active:
@@ -108,10 +152,7 @@ def institution_page(request: Request, code: str, session: SessionDep) -> Respon
         found = repo.category(session, key)
         if found is not None:
             names.append(found.name_zh if lang == "zh" else found.name_en)
-    until = utcnow()
-    measures = metrics.compute(session, until - PERFORMANCE_WINDOW, until, by="institution")
-    mine = measures.get(institution.id)
-    published = mine if mine is not None and mine.volume >= MIN_PUBLISHED_CASES else None
+    published = published_performance(session, connection).get(institution.id)
     return render(
         request,
         "public/institution.html",

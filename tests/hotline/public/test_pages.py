@@ -3,15 +3,23 @@ published performance, and the one-time evaluation page."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hotline.public.pages import MIN_PUBLISHED_CASES
+from hotline.public.pages import (
+    MIN_PUBLISHED_CASES,
+    PERFORMANCE_CACHE_KEY,
+    PERFORMANCE_TTL,
+    published_performance,
+)
 from kb.articles import import_articles
 from kb.db import utcnow
 from kb.models import Institution, Recognition, Tier
@@ -69,7 +77,7 @@ def test_directory_filters(client: TestClient, clean_db: Engine) -> None:
 
 
 def test_institution_page_hides_performance_below_the_minimum(
-    client: TestClient, clean_db: Engine
+    client: TestClient, clean_db: Engine, redis_conn: redis.Redis
 ) -> None:
     institution = _institution(clean_db)
     page = client.get(f"/directory/{institution.code}")
@@ -97,10 +105,53 @@ def test_institution_page_hides_performance_below_the_minimum(
                 )
             )
         session.commit()
+    # The figures are cached for every institution, for a few minutes: the new cases do not
+    # show yet, and no page computes them again meanwhile.
+    cached = client.get(f"/directory/{institution.code}", params={"lang": "en"})
+    assert "Fewer than" in cached.text
+    ttl = redis_conn.pttl(PERFORMANCE_CACHE_KEY)
+    assert 0 < ttl <= PERFORMANCE_TTL.total_seconds() * 1000
+    # Once the cache lapses (Redis expires the key), the page shows the new figures.
+    redis_conn.pexpire(PERFORMANCE_CACHE_KEY, 1)
+    while redis_conn.exists(PERFORMANCE_CACHE_KEY):
+        time.sleep(0.005)
     english = client.get(f"/directory/{institution.code}", params={"lang": "en"})
     assert "Performance over the last 12 months" in english.text
     assert "Fewer than" not in english.text
     assert f"<dd>{MIN_PUBLISHED_CASES}</dd>" in english.text
+    assert "<dd>100%</dd>" in english.text  # satisfaction: every case scored 5
+    cached_again = redis_conn.get(PERFORMANCE_CACHE_KEY)
+    assert cached_again is not None
+    assert json.loads(cached_again)[str(institution.id)]["volume"] == MIN_PUBLISHED_CASES
+
+
+def test_performance_is_computed_once_for_every_institution(
+    clean_db: Engine, redis_conn: redis.Redis
+) -> None:
+    institution = _institution(clean_db)
+    with Session(clean_db) as session:
+        first = published_performance(session, redis_conn)
+        assert first == {}
+        for n in range(MIN_PUBLISHED_CASES):
+            session.add(
+                Ticket(
+                    number=f"CQ{n:010d}-B",
+                    channel=Channel.web,
+                    state=TicketState.closed,
+                    category="legal",
+                    institution_id=institution.id,
+                    created_at=utcnow() - timedelta(days=3),
+                )
+            )
+        session.commit()
+        assert published_performance(session, redis_conn) == {}  # from the cache
+        redis_conn.delete(PERFORMANCE_CACHE_KEY)
+        fresh = published_performance(session, redis_conn)
+    assert set(fresh) == {institution.id}
+    assert fresh[institution.id].volume == MIN_PUBLISHED_CASES
+    # The cached copy reads back as the same measures.
+    with Session(clean_db) as session:
+        assert published_performance(session, redis_conn) == fresh
 
 
 @pytest.fixture
