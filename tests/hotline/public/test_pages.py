@@ -120,6 +120,9 @@ def test_institution_page_hides_performance_below_the_minimum(
     assert "Fewer than" not in english.text
     assert f"<dd>{MIN_PUBLISHED_CASES}</dd>" in english.text
     assert "<dd>100%</dd>" in english.text  # satisfaction: every case scored 5
+    # every case was revisited and answered "met": ten revisits, a revisit rate of 100%
+    assert f"<dt>Revisits completed</dt><dd>{MIN_PUBLISHED_CASES}</dd>" in english.text
+    assert "<dt>Revisit rate</dt>\n  <dd>100%</dd>" in english.text
     cached_again = redis_conn.get(PERFORMANCE_CACHE_KEY)
     assert cached_again is not None
     assert json.loads(cached_again)[str(institution.id)]["volume"] == MIN_PUBLISHED_CASES
