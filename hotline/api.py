@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from hotline.api_errors import Message, described, unknown_value
 from hotline.deps import RedisDep, SessionDep
 from kb.models import Tier
 from kb.schemas import CategoryPublic, DistrictPublic, InstitutionPublic
@@ -16,18 +17,8 @@ from kb.service import UnknownValue, catalogue_service
 
 router = APIRouter(prefix="/api", tags=["catalogue"])
 health_router = APIRouter(tags=["health"])
-
-
-def _unknown(exc: UnknownValue) -> HTTPException:
-    return HTTPException(
-        status_code=422,
-        detail={
-            "error": str(exc),
-            "field": exc.what,
-            "value": exc.value,
-            "suggestions": exc.suggestions,
-        },
-    )
+# Ids are 32-bit on PostgreSQL; a larger one names nothing, and SQLite cannot even bind it.
+ID_MAX = 2**31 - 1
 
 
 @router.get("/categories", response_model=list[CategoryPublic])
@@ -61,22 +52,31 @@ def list_institutions(
         if district is not None:
             district = catalogue_service.require_district(session, district).code
     except UnknownValue as exc:
-        raise _unknown(exc) from None
+        raise unknown_value(exc) from None
     found = catalogue_service.repository.institutions(
         session, category=category, district=district, tier=tier, limit=limit, offset=offset
     )
     return catalogue_service.public(session, found)
 
 
-@router.get("/institutions/{institution_id}", response_model=InstitutionPublic)
-def get_institution(institution_id: int, session: SessionDep) -> InstitutionPublic:
+@router.get(
+    "/institutions/{institution_id}",
+    response_model=InstitutionPublic,
+    responses=described(404, Message, "No institution with that id"),
+)
+def get_institution(
+    institution_id: Annotated[int, Path(ge=1, le=ID_MAX)], session: SessionDep
+) -> InstitutionPublic:
     found = catalogue_service.repository.institution(session, institution_id)
     if found is None:
         raise HTTPException(status_code=404, detail=f"no institution with id {institution_id}")
     return catalogue_service.public(session, [found])[0]
 
 
-@health_router.get("/healthz")
+@health_router.get(
+    "/healthz",
+    responses={503: {"description": "The database or Redis is unreachable (same body)"}},
+)
 def healthz(session: SessionDep, redis: RedisDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from hotline.api_errors import Message, described, invalid, unknown_value
 from hotline.deps import SessionDep, SettingsDep
 from kb.service import UnknownValue
 from routing.classify import classify
@@ -48,17 +49,11 @@ class RouteOut(BaseModel):
     inputs: dict[str, Any]
 
 
-def _invalid(
-    field: str, message: str, value: Any = None, suggestions: list[str] | None = None
-) -> HTTPException:
-    """A 422 shaped like the catalogue API's: what was wrong, and the nearest valid names."""
-    return HTTPException(
-        status_code=422,
-        detail={"error": message, "field": field, "value": value, "suggestions": suggestions or []},
-    )
-
-
-@router.get("/route", response_model=RouteOut)
+@router.get(
+    "/route",
+    response_model=RouteOut,
+    responses=described(503, Message, "The catalogue has no municipal platform to fall back on"),
+)
 def route(
     session: SessionDep,
     settings: SettingsDep,
@@ -74,9 +69,12 @@ def route(
 ) -> RouteOut:
     """The institution that should serve the need, the reasons, and the next best."""
     if (lat is None) != (lon is None):
-        raise _invalid("lat" if lat is None else "lon", "give both lat and lon, or neither")
+        missing = "lat" if lat is None else "lon"
+        raise invalid(
+            ("query", missing), f"{missing} is missing: give both lat and lon, or neither"
+        )
     if district is None and lat is None and cluster is None:
-        raise _invalid("district", "give a district, lat and lon, or a cluster")
+        raise invalid(("query", "district"), "give a district, lat and lon, or a cluster")
     try:
         decision = match_named(
             session,
@@ -90,9 +88,9 @@ def route(
             timezone=settings.timezone,
         )
     except UnknownValue as exc:
-        raise _invalid(exc.what, str(exc), exc.value, exc.suggestions) from None
+        raise unknown_value(exc) from None
     except ValueError as exc:
-        raise _invalid("lat", str(exc)) from None
+        raise invalid(("query", "lat"), str(exc), value=lat) from None
     except NoMunicipalPlatform as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from None
     return RouteOut.model_validate(decision.to_dict())

@@ -16,19 +16,31 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from hotline.accounts.service import actor_for, user_for_token
+from hotline.api_errors import (
+    UNAUTHORISED,
+    ConflictOut,
+    ErrorOut,
+    Message,
+    described,
+    invalid,
+)
+from hotline.authz import load_ticket, may_read_measures, visible_ticket
 from hotline.deps import SessionDep
 from kb.db import utcnow
-from tickets import lifecycle, metrics
+from tickets import metrics
 from tickets.errors import InvalidRequest, NotFound, NotPermitted, TicketConflict, TicketError
-from tickets.models import Role, Ticket, TicketKind, TicketState
-from tickets.numbers import normalise
+from tickets.models import Ticket, TicketKind, TicketState
 from tickets.phones import normalise_phone
-from tickets.repository import TicketFilter, ticket_repository
+from tickets.repository import TicketFilter
 from tickets.schemas import TicketDetail, TicketPage
 from tickets.service import Actor, ticket_service
 from tickets.views import ticket_detail, ticket_page, visibility
 
-router = APIRouter(prefix="/api", tags=["tickets"])
+router = APIRouter(prefix="/api", tags=["tickets"], responses=UNAUTHORISED)
+NOT_SEEN = {
+    **described(403, ErrorOut, "The ticket is not yours to see"),
+    **described(404, ErrorOut, "No such ticket"),
+}
 
 
 def current_actor(
@@ -89,28 +101,11 @@ def _error(exc: TicketError) -> JSONResponse:
                 "version": exc.version,
             },
         )
-    status = {NotPermitted: 403, NotFound: 404, InvalidRequest: 422}.get(type(exc), 400)
+    if isinstance(exc, InvalidRequest):
+        # The body lacks what the transition needs (a reason, the original of a duplicate).
+        raise invalid(("body",), str(exc), kind="invalid_request") from exc
+    status = {NotPermitted: 403, NotFound: 404}.get(type(exc), 400)
     return JSONResponse(status_code=status, content={"error": str(exc)})
-
-
-def _load(session: Session, number: str) -> Ticket:
-    canonical = normalise(number)
-    ticket = ticket_repository.by_number(session, canonical) if canonical else None
-    if ticket is None:
-        raise NotFound(f"no ticket {number}")
-    return ticket
-
-
-def _visible(session: Session, ticket: Ticket, actor: Actor) -> None:
-    related = (
-        ticket_repository.by_id(session, ticket.related_ticket_id)
-        if ticket.kind == TicketKind.complaint and ticket.related_ticket_id
-        else None
-    )
-    if not lifecycle.may_see(
-        actor.role, actor.name, actor.institution_id, ticket, related.assignee if related else None
-    ):
-        raise NotPermitted(f"you may not see ticket {ticket.number}")
 
 
 @router.get("/tickets", response_model=TicketPage)
@@ -130,7 +125,7 @@ def list_tickets(
     if phone is not None:
         wanted_phone = normalise_phone(phone)
         if wanted_phone is None:
-            raise HTTPException(status_code=422, detail=f"not a phone number: {phone}")
+            raise invalid(("query", "phone"), f"not a phone number: {phone}", value=phone)
     seen = visibility(actor)
     where = TicketFilter(
         state=state,
@@ -144,29 +139,37 @@ def list_tickets(
     try:
         return ticket_page(session, where, cursor=cursor, limit=limit)
     except ValueError:
-        raise HTTPException(status_code=422, detail="bad cursor") from None
+        raise invalid(
+            ("query", "cursor"), "bad cursor: pass back a next_cursor as given", value=cursor
+        ) from None
 
 
-@router.get("/tickets/{number}", response_model=TicketDetail)
+@router.get("/tickets/{number}", response_model=TicketDetail, responses=NOT_SEEN)
 def get_ticket(number: str, session: SessionDep, actor: ActorDep) -> Any:
     """The ticket with its timeline, routing decision and SLA clocks."""
     try:
-        ticket = _load(session, number)
-        _visible(session, ticket, actor)
+        ticket = visible_ticket(session, number, actor)
     except TicketError as exc:
         return _error(exc)
     return ticket_detail(session, ticket, actor=actor)
 
 
-@router.post("/tickets/{number}/{action}", response_model=TicketDetail)
+@router.post(
+    "/tickets/{number}/{action}",
+    response_model=TicketDetail,
+    responses={
+        **NOT_SEEN,
+        **described(403, ErrorOut, "Not your ticket to see, or your role may not do this"),
+        **described(409, ConflictOut, "A stale version, or the state does not allow it"),
+    },
+)
 def act_on_ticket(
     number: str, action: Action, body: ActionRequest, session: SessionDep, actor: ActorDep
 ) -> Any:
     """One transition. 409 with the current state when ``version`` is stale or the ticket's
     state does not allow the action; 403 when the actor's role may not."""
     try:
-        ticket = _load(session, number)
-        _visible(session, ticket, actor)
+        ticket = visible_ticket(session, number, actor)
         _perform(session, ticket, action, body, actor)
         session.commit()
     except TicketError as exc:
@@ -182,7 +185,7 @@ def _perform(
     if action == "dispatch":
         ticket_service.dispatch(session, ticket, institution_id=body.institution_id, **common)
     elif action == "cancel":
-        duplicate = _load(session, body.duplicate_of) if body.duplicate_of else None
+        duplicate = load_ticket(session, body.duplicate_of) if body.duplicate_of else None
         ticket_service.cancel(
             session, ticket, reason=body.reason or "", duplicate_of=duplicate, **common
         )
@@ -199,7 +202,11 @@ class MetricsAnswer(BaseModel):
     groups: list[dict[str, Any]]
 
 
-@router.get("/metrics", response_model=MetricsAnswer)
+@router.get(
+    "/metrics",
+    response_model=MetricsAnswer,
+    responses=described(403, Message, "Measures are for hotline staff"),
+)
 def get_metrics(
     session: SessionDep,
     actor: ActorDep,
@@ -209,12 +216,12 @@ def get_metrics(
 ) -> Any:
     """Measures of the service tickets opened in ``[since, until)`` (default: the last 30 days),
     per group; each rate's formula is documented in ``tickets.metrics``."""
-    if actor.role not in (Role.agent, Role.supervisor, Role.admin):
+    if not may_read_measures(actor):
         raise HTTPException(status_code=403, detail="measures are for hotline staff")
     until = _aware(until) if until else utcnow()
     since = _aware(since) if since else until - timedelta(days=30)
     if since >= until:
-        raise HTTPException(status_code=422, detail="since must be before until")
+        raise invalid(("query", "since"), "since must be before until", value=since.isoformat())
     measured = metrics.compute(session, since, until, by=by)
     groups = [
         measured[key].to_dict() for key in sorted(measured, key=lambda k: (k is None, str(k)))

@@ -48,3 +48,8 @@ def visible_ticket(session: Session, number: str, actor: Actor) -> Ticket:
     ticket = load_ticket(session, number)
     ensure_visible(session, ticket, actor)
     return ticket
+
+
+def may_read_measures(actor: Actor) -> bool:
+    """The service's measures are for the hotline's own staff, not for institutions."""
+    return actor.role in lifecycle.STAFF

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from hotline import open311_domain as domain
+from hotline.api_errors import OPEN311_ERRORS
 from hotline.deps import SessionDep, SettingsDep
 from hotline.open311_domain import Open311Error
 
@@ -47,7 +48,7 @@ def _csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-@router.get("/discovery.{fmt}")
+@router.get("/discovery.{fmt}", responses=OPEN311_ERRORS)
 def discovery(fmt: str, settings: SettingsDep) -> Response:
     if fmt not in FORMATS:
         return _error(
@@ -71,7 +72,7 @@ def discovery(fmt: str, settings: SettingsDep) -> Response:
     return _render(fmt, "discovery", None, payload)
 
 
-@router.get("/services.{fmt}")
+@router.get("/services.{fmt}", responses=OPEN311_ERRORS)
 def services(fmt: str, request: Request, session: SessionDep) -> Response:
     try:
         fmt = _format(fmt)
@@ -80,7 +81,7 @@ def services(fmt: str, request: Request, session: SessionDep) -> Response:
         return _error(exc, fmt if fmt in FORMATS else "json")
 
 
-@router.get("/services/{code}.{fmt}")
+@router.get("/services/{code}.{fmt}", responses=OPEN311_ERRORS)
 def service_definition(code: str, fmt: str, session: SessionDep) -> Response:
     try:
         fmt = _format(fmt)
@@ -89,7 +90,7 @@ def service_definition(code: str, fmt: str, session: SessionDep) -> Response:
         return _error(exc, fmt if fmt in FORMATS else "json")
 
 
-@router.post("/requests.{fmt}")
+@router.post("/requests.{fmt}", responses=OPEN311_ERRORS)
 async def create_request(fmt: str, request: Request, session: SessionDep) -> Response:
     form = await request.form()
     fields = dict(request.query_params.items())
@@ -115,7 +116,7 @@ def _create(session: Session, fmt: str, fields: dict[str, str]) -> Response:
     return _render(fmt, "service_requests", "request", payload, status=201)
 
 
-@router.get("/requests.{fmt}")
+@router.get("/requests.{fmt}", responses=OPEN311_ERRORS)
 def list_requests(
     fmt: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -139,7 +140,7 @@ def list_requests(
         return _error(exc, fmt if fmt in FORMATS else "json")
 
 
-@router.get("/requests/{number}.{fmt}")
+@router.get("/requests/{number}.{fmt}", responses=OPEN311_ERRORS)
 def get_request(
     number: str, fmt: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:

@@ -1,18 +1,26 @@
 """The RQ worker process: configures the domain adapters, then works the queues, relaying the
 transactional outbox into RQ every few seconds so no committed job is stranded (after a Redis
-outage, or a web process that stopped before relaying)."""
+outage, or a web process that stopped before relaying).
+
+The same periodic round does the rest of the upkeep every worker shares: it queues again any
+notice whose fan-out was interrupted (``hotline.public.notices.resume_stranded``), and once an
+hour, by whichever worker claims that hour first, the purge of expired dialogue state."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 
+import redis
 from rq import Worker
+from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 from sqlalchemy.pool import NullPool
 
 from hotline.logging_setup import configure_from_settings
+from hotline.public import notices
 from hotline.queue import QUEUE_NAMES, connect, queue, resolve_redis_url
 from hotline.settings import Settings
 from hotline.wiring import configure_domain
@@ -22,19 +30,39 @@ from tickets.outbox import relay_outbox, rescue_stranded, session_factory_for
 log = logging.getLogger(__name__)
 
 RELAY_INTERVAL_SECONDS = 5.0
+PURGE_JOB = "ivr_flows.jobs.purge_dialogue_state"
+PURGE_EVERY_SECONDS = 3600
 
 
 _fork_hook_installed = False
+
+# SQLite keeps what each connection has locked in process memory, and a forked child gets a
+# copy of that memory. A work horse forked while the relay thread was inside a transaction (its
+# commit included: the write lock is held while the WAL is synced) inherits a write lock that no
+# thread in the child will ever release, and its first write waits out the whole busy timeout
+# ("database is locked") though no process holds the lock. So the relay works the database
+# under this lock and a fork waits for its round to end; by then the relay's NullPool
+# connections are closed and the child inherits none of them.
+_database_round = threading.Lock()
 
 
 def protect_database_across_forks() -> None:
     """RQ runs each job in a forked work horse. The child must not reuse the parent's pooled
     database connections (two processes on one socket): it drops them without closing them
-    and opens its own, as SQLAlchemy advises for fork."""
+    and opens its own, as SQLAlchemy advises for fork. No fork happens during a relay round."""
     global _fork_hook_installed
     if not _fork_hook_installed:
-        os.register_at_fork(after_in_child=_drop_inherited_connections)
+        os.register_at_fork(
+            before=_database_round.acquire,
+            after_in_parent=_database_round.release,
+            after_in_child=_after_fork_in_child,
+        )
         _fork_hook_installed = True
+
+
+def _after_fork_in_child() -> None:
+    _database_round.release()  # the child's copy, taken by the forking thread
+    _drop_inherited_connections()
 
 
 def _drop_inherited_connections() -> None:
@@ -59,6 +87,30 @@ def build_worker(settings: Settings, *, name: str | None = None) -> Worker:
     )
 
 
+def schedule_purge(connection: redis.Redis, *, now: float | None = None) -> bool:
+    """Queue the purge of expired dialogue state once per hour across all workers: the first
+    worker to claim the hour (a Redis key set only if absent) queues it, under a job id of that
+    hour, and the others see the claim. Returns whether this call queued it."""
+    period = int((time.time() if now is None else now) // PURGE_EVERY_SECONDS)
+    claim = f"hotline:maintenance:purge-dialogue-state:{period}"
+    if not connection.set(claim, "1", nx=True, ex=2 * PURGE_EVERY_SECONDS):
+        return False
+    try:
+        queue(connection, "low").enqueue(
+            PURGE_JOB,
+            job_id=f"purge-dialogue-state-{period}",
+            unique=True,
+            description="purge expired dialogue state",
+            result_ttl=2 * PURGE_EVERY_SECONDS,
+        )
+    except DuplicateJobError:
+        return False
+    except redis.RedisError:
+        connection.delete(claim)  # let the next round (or another worker) try this hour again
+        raise
+    return True
+
+
 class OutboxRelay(threading.Thread):
     """Relays the outbox periodically in the worker's main process.
 
@@ -73,13 +125,32 @@ class OutboxRelay(threading.Thread):
         self.stopping = threading.Event()
 
     def relay_once(self) -> int:
+        with _database_round:
+            return self._relay_round()
+
+    def _relay_round(self) -> int:
+        factory = session_factory_for(self.engine)
         try:
-            factory = session_factory_for(self.engine)
             rescue_stranded(factory, self.redis)
-            return relay_outbox(factory, self.redis)
+            relayed = relay_outbox(factory, self.redis)
         except Exception:  # noqa: BLE001 - keep relaying; the next round retries
             log.exception("periodic outbox relay failed")
-            return 0
+            relayed = 0
+        self.maintain()
+        return relayed
+
+    def maintain(self) -> None:
+        """The upkeep besides the outbox; each part on its own, so one failing (Redis briefly
+        away) does not skip the other."""
+        factory = session_factory_for(self.engine)
+        try:
+            notices.resume_stranded(factory, self.redis)
+        except Exception:  # noqa: BLE001 - the next round looks again
+            log.exception("resuming interrupted notices failed")
+        try:
+            schedule_purge(self.redis)
+        except Exception:  # noqa: BLE001 - the next round claims the hour again
+            log.exception("scheduling the dialogue-state purge failed")
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):

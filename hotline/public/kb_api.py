@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from hotline.api_errors import Message, described, unknown_value
 from hotline.deps import SessionDep, SettingsDep
 from kb import articles
 from kb.articles import ArticlePublic
@@ -31,9 +32,7 @@ def search_kb(
         if district:
             district = catalogue_service.require_district(session, district).code
     except UnknownValue as exc:
-        raise HTTPException(
-            422, {"error": str(exc), "field": exc.what, "suggestions": exc.suggestions}
-        ) from None
+        raise unknown_value(exc) from None
     today = datetime.now(settings.tz).date()
     return articles.search(
         session,
@@ -46,7 +45,11 @@ def search_kb(
     )
 
 
-@router.get("/kb/{slug}", response_model=ArticlePublic)
+@router.get(
+    "/kb/{slug}",
+    response_model=ArticlePublic,
+    responses=described(404, Message, "No article with that slug"),
+)
 def get_article(slug: str, session: SessionDep, settings: SettingsDep) -> ArticlePublic:
     found = articles.get_article(session, slug)
     if found is None:

@@ -4,6 +4,7 @@ from fastapi.testclient import TestClient
 
 from hotline.app import create_app
 from hotline.settings import Settings
+from tests.hotline.problems import problem
 
 
 def test_categories_and_districts(client: TestClient) -> None:
@@ -51,13 +52,11 @@ def test_institutions_filtered_by_category_district_and_tier(client: TestClient)
 
 def test_unknown_filters_are_named_with_suggestions(client: TestClient) -> None:
     response = client.get("/api/institutions", params={"category": "financ"})
-    assert response.status_code == 422
-    detail = response.json()["detail"]
-    assert detail["value"] == "financ"
-    assert "financing" in detail["suggestions"]
+    error = problem(response, "query", "category")
+    assert error["input"] == "financ" and "financ" in error["msg"]
+    assert "financing" in error["ctx"]["suggestions"]
     response = client.get("/api/institutions", params={"district": "yubie"})
-    assert response.status_code == 422
-    assert "yubei" in response.json()["detail"]["suggestions"]
+    assert "yubei" in problem(response, "query", "district")["ctx"]["suggestions"]
     assert client.get("/api/institutions", params={"tier": "galactic"}).status_code == 422
     assert client.get("/api/institutions/999999").status_code == 404
 

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from hotline.accounts.service import create_user, issue_token
 from kb.db import utcnow
 from kb.models import Institution
+from tests.hotline.problems import problem
 from tests.tickets.conftest import local, open_request, service_institutions
 from tickets import service
 from tickets.models import OutboxMessage, TicketKind
@@ -24,6 +25,7 @@ class People:
     agent: dict[str, str]
     other_agent: dict[str, str]
     supervisor: dict[str, str]
+    admin: dict[str, str]
     bank_staff: dict[str, str]
     other_staff: dict[str, str]
     bank: Institution
@@ -44,6 +46,7 @@ def people(session: Session) -> People:
         agent=_bearer(session, "li", "agent"),
         other_agent=_bearer(session, "wang", "agent"),
         supervisor=_bearer(session, "zhao", "supervisor"),
+        admin=_bearer(session, "root", "admin"),
         bank_staff=_bearer(session, "bank", "institution", bank.id),
         other_staff=_bearer(session, "other", "institution", other_bank.id),
         bank=bank,
@@ -135,12 +138,13 @@ def test_decline_cancel_and_escalate_need_what_they_need(
         == 200
     )
     no_reason = _post(client, people.bank_staff, copy.number, "decline")
-    assert no_reason.status_code == 422 and "reason" in no_reason.json()["error"]
+    assert "reason" in problem(no_reason, "body")["msg"]
     declined = _post(client, people.bank_staff, copy.number, "decline", note="not in our district")
     assert declined.status_code == 200
     assert declined.json()["state"] == "dispatched"  # re-routed to the next best
     assert declined.json()["institution_id"] != people.bank.id
-    assert _post(client, people.agent, copy.number, "cancel", reason="duplicate").status_code == 422
+    no_original = _post(client, people.agent, copy.number, "cancel", reason="duplicate")
+    assert "duplicate" in problem(no_original, "body")["msg"]
     cancelled = _post(
         client,
         people.agent,
@@ -198,9 +202,10 @@ def test_visibility_by_role_and_keyset_pages(
         client.get("/api/tickets", params={"state": "lost"}, headers=people.agent).status_code
         == 422
     )
-    assert (
-        client.get("/api/tickets", params={"cursor": "@@"}, headers=people.agent).status_code == 422
-    )
+    bad_cursor = client.get("/api/tickets", params={"cursor": "@@"}, headers=people.agent)
+    assert problem(bad_cursor, "query", "cursor")["input"] == "@@"
+    no_phone = client.get("/api/tickets", params={"phone": "call me"}, headers=people.agent)
+    assert "call me" in problem(no_phone, "query", "phone")["msg"]
 
     # The institution sees its own service ticket only, never the complaint about it.
     mine = client.get("/api/tickets", headers=people.bank_staff).json()["items"]
@@ -253,4 +258,66 @@ def test_metrics_endpoint(client: TestClient, session: Session, people: People) 
         == 422
     )
     backwards = {**params, "since": "2027-01-01T00:00:00", "until": "2026-12-01T00:00:00"}
-    assert client.get("/api/metrics", params=backwards, headers=people.agent).status_code == 422
+    reversed_period = client.get("/api/metrics", params=backwards, headers=people.agent)
+    assert "since" in problem(reversed_period, "query", "since")["msg"]
+
+
+# Who may do what (issue 7): staff work the queue, the institution side works its own cases,
+# oversight reopens and decides complaints; an institution never sees another's case nor any
+# complaint, an agent never a complaint about their own case.
+ROLES = ("agent", "other_agent", "supervisor", "admin", "bank_staff", "other_staff")
+STAFF_SIDE = {"agent", "other_agent", "supervisor", "admin"}
+INSTITUTION_SIDE = {"supervisor", "admin", "bank_staff"}
+OVERSIGHT = {"supervisor", "admin"}
+SERVICE_MATRIX = {
+    "claim": STAFF_SIDE,
+    "dispatch": STAFF_SIDE,
+    "accept": INSTITUTION_SIDE,
+    "decline": INSTITUTION_SIDE,
+    "start": INSTITUTION_SIDE,
+    "resolve": INSTITUTION_SIDE,
+    "reopen": OVERSIGHT,
+    "cancel": STAFF_SIDE,
+    "escalate": STAFF_SIDE,
+}
+COMPLAINT_MATRIX = dict.fromkeys(("claim", "uphold", "dismiss", "cancel"), OVERSIGHT)
+
+
+@pytest.mark.parametrize("kind", ["service", "complaint"])
+def test_every_role_and_action_is_allowed_or_forbidden_on_the_server(
+    client: TestClient, session: Session, people: People, kind: str
+) -> None:
+    """Each role tries each action with a stale version: a permitted one gets past the rule and
+    stops at the version (409, nothing changed), a forbidden one is refused (403)."""
+    served = open_request(session)
+    service.dispatch(
+        session, served, actor=Actor("user:li", "agent"), institution_id=people.bank.id
+    )
+    served.assignee = "user:li"  # the agent li handled it: the complaint is about li's case
+    session.add(served)
+    target = served
+    matrix = SERVICE_MATRIX
+    if kind == "complaint":
+        target = open_request(session, kind=TicketKind.complaint, related=served, category=None)
+        matrix = COMPLAINT_MATRIX
+    session.commit()
+    before = client.get(f"/api/tickets/{target.number}", headers=people.supervisor).json()
+    body = {"version": 999, "institution_id": people.other_bank.id, "reason": "spam", "note": "n"}
+    answers: dict[tuple[str, str], int] = {}
+    for action in matrix:
+        for role in ROLES:
+            response = _post(client, getattr(people, role), target.number, action, **body)
+            answers[(action, role)] = response.status_code
+            if response.status_code == 409:
+                assert "version 999" in response.json()["error"], (action, role, response.text)
+                assert response.json()["version"] == before["version"]
+            elif response.status_code == 403:
+                assert response.json()["error"], (action, role)
+    expected = {
+        (action, role): 409 if role in allowed else 403
+        for action, allowed in matrix.items()
+        for role in ROLES
+    }
+    assert answers == expected
+    after = client.get(f"/api/tickets/{target.number}", headers=people.supervisor).json()
+    assert (after["state"], after["version"]) == (before["state"], before["version"])
