@@ -1,5 +1,7 @@
 """Twilio voice webhooks. Thin: verify the signature, parse, call one flow function, commit,
-answer TwiML, then hand slow work to RQ.
+answer TwiML. Slow work (the confirmation SMS) is written by the flows into the tickets outbox in
+the same transaction, and relayed into RQ after the response (see ``hotline.app``), so these
+handlers never talk to Redis themselves.
 
 Every route answers valid TwiML with status 200 whatever happens inside: on an internal
 failure the caller hears an apology and a callback is registered. Twilio never sees a 500.
@@ -11,19 +13,15 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from rq.exceptions import DuplicateJobError
 from sqlmodel import Session
 from twilio.twiml.messaging_response import MessagingResponse
 
-from hotline.deps import RedisDep, SessionDep, SettingsDep, TwilioForm
-from hotline.queue import queue
+from hotline.deps import SessionDep, SettingsDep, TwilioForm
 from hotline.settings import Settings
 from ivr_flows import calls
 from ivr_flows.calls import BadWebhook, VoiceConfig, VoiceResult, Webhook
-from ivr_flows.engine import Job
 from ivr_flows.texts import text
 from kb.db import utcnow
 
@@ -61,23 +59,10 @@ def _twiml(body: str) -> Response:
     return Response(content=body, media_type=TWIML)
 
 
-def enqueue(connection: redis.Redis, jobs: tuple[Job, ...]) -> None:
-    for job in jobs:
-        try:
-            queue(connection, job.queue).enqueue(
-                job.func, kwargs=dict(job.kwargs), job_id=job.job_id, unique=bool(job.job_id)
-            )
-        except DuplicateJobError:
-            log.info("job %s already queued", job.job_id)
-        except redis.RedisError:
-            log.exception("could not queue %s (%s)", job.func, job.job_id)
-
-
 def _run(
     request: Request,
     form: dict[str, str],
     session: Session,
-    connection: redis.Redis,
     settings: Settings,
     run: Run,
     *,
@@ -102,8 +87,6 @@ def _run(
             _register_callback(session, hook, settings, now)
             return _twiml(calls.apology())
         return _twiml(str(MessagingResponse()))
-    if not result.repeated:
-        enqueue(connection, result.jobs)
     return _twiml(result.twiml or calls.apology())
 
 
@@ -121,7 +104,6 @@ def main_line(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
-    connection: RedisDep,
     settings: SettingsDep,
 ) -> Response:
     config = voice_config(settings)
@@ -129,7 +111,6 @@ def main_line(
         request,
         form,
         session,
-        connection,
         settings,
         lambda hook, now: calls.handle_call(session, "main", hook, config=config, now=now),
     )
@@ -140,7 +121,6 @@ def monitor_line(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
-    connection: RedisDep,
     settings: SettingsDep,
 ) -> Response:
     config = voice_config(settings)
@@ -148,7 +128,6 @@ def monitor_line(
         request,
         form,
         session,
-        connection,
         settings,
         lambda hook, now: calls.handle_call(session, "monitor", hook, config=config, now=now),
     )
@@ -159,7 +138,6 @@ def revisit_call(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
-    connection: RedisDep,
     settings: SettingsDep,
     ticket: str = "",
 ) -> Response:
@@ -168,7 +146,6 @@ def revisit_call(
         request,
         form,
         session,
-        connection,
         settings,
         lambda hook, now: calls.handle_call(
             session, "revisit", hook, config=config, now=now, fixed_query={"ticket": ticket}
@@ -181,7 +158,6 @@ def call_status(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
-    connection: RedisDep,
     settings: SettingsDep,
 ) -> Response:
     config = voice_config(settings)
@@ -189,7 +165,6 @@ def call_status(
         request,
         form,
         session,
-        connection,
         settings,
         lambda hook, now: calls.handle_call_status(session, hook, config=config, now=now),
     )
@@ -200,14 +175,12 @@ def recording_status(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
-    connection: RedisDep,
     settings: SettingsDep,
 ) -> Response:
     return _run(
         request,
         form,
         session,
-        connection,
         settings,
         lambda hook, now: calls.handle_recording_status(session, hook, now=now),
     )
@@ -218,14 +191,12 @@ def message_status(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
-    connection: RedisDep,
     settings: SettingsDep,
 ) -> Response:
     return _run(
         request,
         form,
         session,
-        connection,
         settings,
         lambda hook, now: calls.handle_message_status(session, hook, now=now),
         apologise=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hotline.settings import Settings
+from ivr_flows import jobs as dialogue_jobs
 from kb import db
 from routing import quality
 from tickets import telephony
@@ -33,5 +34,7 @@ def configure_domain(settings: Settings) -> None:
         survey_secret=derive_secret(settings.auth_token),
     )
     telephony.configure(build_telephony(settings))
+    # The outbox's job runner (tickets.tasks) runs the dialogues' jobs too (the SMS after a call).
+    dialogue_jobs.register()
     # Routing weighs institutions by their clients' revisit satisfaction, measured here.
     quality.use_provider(lambda session: quality.QualityTable.from_ratings(quality_inputs(session)))

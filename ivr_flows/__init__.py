@@ -6,7 +6,8 @@
 - ``calls``: one entry point per voice webhook (a step, call status, recording and message
   status callbacks, the apology), idempotent through ``store``.
 - ``sms``: the two-way SMS dialogue (keywords, the district follow-up, opt-out).
-- ``jobs``: RQ jobs (the confirmation SMS after a call); ``notices``: their texts.
+- ``jobs``: the confirmation SMS after a call (an outbox task, ``ticket_sms``); ``notices``: their
+  texts.
 - ``models``: dialogue state, webhook deliveries, call and message logs.
 
 Nothing here imports FastAPI, Starlette or ``hotline``: the web edge passes in what it read.

@@ -19,7 +19,8 @@ from sqlmodel import Session
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr_flows import casework, monitor, revisit, store, voice
-from ivr_flows.engine import HANGUP, Engine, Input, Job, Registry, Turn, load_flow
+from ivr_flows.engine import HANGUP, Engine, Input, Registry, Turn, load_flow
+from ivr_flows.jobs import queue_ticket_sms
 from ivr_flows.models import CallLog, DialogueState, MessageLog
 from ivr_flows.texts import text
 from tickets.models import Channel
@@ -36,7 +37,7 @@ FLOW_SOURCES: dict[str, tuple[str, Registry]] = {
     "revisit": ("flow_revisit.yaml", revisit.REGISTRY),
 }
 # What happens to a conversation that ends before its flow did (see end_of_call).
-EndHandler = Callable[[Session, DialogueState, str, datetime], list[Job]]
+EndHandler = Callable[[Session, DialogueState, str, datetime], None]
 
 
 class BadWebhook(ValueError):
@@ -72,7 +73,6 @@ class Webhook:
 @dataclass(frozen=True)
 class VoiceResult:
     twiml: str
-    jobs: tuple[Job, ...] = ()
     repeated: bool = False
 
 
@@ -168,7 +168,7 @@ def handle_call(
         turn.data.get("step"),
         mask_phone(state.phone),
     )
-    return VoiceResult(twiml, tuple(turn.jobs))
+    return VoiceResult(twiml)
 
 
 def _save(session: Session, state: DialogueState, turn: Turn, now: datetime) -> None:
@@ -240,7 +240,6 @@ def handle_call_status(
         sequence=_int(params.get("SequenceNumber")),
         at=now,
     )
-    jobs: list[Job] = []
     if status in FINAL_STATUSES and (state is None or not state.finished):
         if state is None:
             state = store.create_state(
@@ -258,7 +257,7 @@ def handle_call_status(
                 state.data = {"revisit_ticket_number": hook.query["ticket"]}
         handler = (end_handlers or END_HANDLERS).get(flow_name)
         if handler is not None:
-            jobs = handler(session, state, status, now)
+            handler(session, state, status, now)
         state.finished = True
         session.add(state)
         flag_modified(state, "data")
@@ -275,38 +274,35 @@ def handle_call_status(
     session.add(entry)
     session.flush()
     store.answer(session, claim, empty)
-    return VoiceResult(empty, tuple(jobs))
+    return VoiceResult(empty)
 
 
-def _end_main(session: Session, state: DialogueState, status: str, now: datetime) -> list[Job]:
+def _end_main(session: Session, state: DialogueState, status: str, now: datetime) -> None:
     data = copy.deepcopy(state.data)
     if data.get("ticket_id"):
-        return []
-    jobs: list[Job] = []
+        return
     if data.get("need") or data.get("category"):
         ticket_id = voice.open_from_call(
             session, data, phone=state.phone, language=state.language, now=now, abandoned=True
         )
-        jobs.append(voice.sms_job(ticket_id, "voice_confirmation"))
+        queue_ticket_sms(session, ticket_id, "voice_confirmation")
     else:
         ticket_id = _callback_task(session, state, status, now)
     data["ticket_id"] = ticket_id
     state.ticket_id = ticket_id
     state.data = data
-    return jobs
 
 
-def _end_monitor(session: Session, state: DialogueState, status: str, now: datetime) -> list[Job]:
+def _end_monitor(session: Session, state: DialogueState, status: str, now: datetime) -> None:
     data = copy.deepcopy(state.data)
     if data.get("ticket_id"):
-        return []
+        return
     ticket_id = monitor.open_complaint_from_call(
         session, data, phone=state.phone, language=state.language, now=now, callback=True
     )
     data["callback"] = True
     state.ticket_id = ticket_id
     state.data = data
-    return []
 
 
 def _callback_task(session: Session, state: DialogueState, status: str, now: datetime) -> int:
@@ -330,7 +326,7 @@ def _callback_task(session: Session, state: DialogueState, status: str, now: dat
     return ticket.id
 
 
-def _end_revisit(session: Session, state: DialogueState, status: str, now: datetime) -> list[Job]:
+def _end_revisit(session: Session, state: DialogueState, status: str, now: datetime) -> None:
     """A revisit call ended: the answers given so far count; none at all is no answer."""
     data = copy.deepcopy(state.data)
     if data.get("outcome"):
@@ -338,7 +334,6 @@ def _end_revisit(session: Session, state: DialogueState, status: str, now: datet
     else:
         revisit.unanswered(session, data, now=now)
     state.data = data
-    return []
 
 
 END_HANDLERS: dict[str, EndHandler] = {

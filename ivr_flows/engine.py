@@ -204,16 +204,6 @@ class Input:
         )
 
 
-@dataclass(frozen=True)
-class Job:
-    """Slow work to run after the reply is committed (an RQ job by dotted function path)."""
-
-    func: str
-    kwargs: Mapping[str, Any]
-    queue: str = "default"
-    job_id: str | None = None
-
-
 @dataclass
 class Turn:
     """One webhook request of one call: what actions read and change.
@@ -233,7 +223,6 @@ class Turn:
     now: datetime
     config: Mapping[str, Any] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
-    jobs: list[Job] = field(default_factory=list)
     retrying: bool = False
 
     @property

@@ -9,8 +9,9 @@ from sqlmodel import Session
 
 from ivr_flows import casework
 from ivr_flows.engine import Input, Registry, Turn
+from ivr_flows.jobs import queue_ticket_sms
 from ivr_flows.speech import spell_ticket, ticket_from_keys, ticket_from_speech, yes_or_no
-from ivr_flows.voice import remember_ticket, sms_job
+from ivr_flows.voice import remember_ticket
 from tickets.models import Channel, TicketKind
 from tickets.repository import ticket_repository
 
@@ -50,7 +51,7 @@ def save_complaint(turn: Turn, reply: Input) -> str:
         duration=reply.recording_duration,
     )
     remember_ticket(turn, ticket_id, str(turn.data["ticket_number"]))
-    turn.jobs.append(sms_job(ticket_id, "complaint_ack"))
+    queue_ticket_sms(turn.session, ticket_id, "complaint_ack")
     return "saved"
 
 

@@ -111,9 +111,9 @@ def stored_reply(session: Session, message_sid: str) -> SmsReply | None:
 def handle_inbound_sms(
     session: Session, sms: InboundSms, *, now: datetime | None = None
 ) -> SmsReply:
-    previous = stored_reply(session, sms.message_sid)
-    if previous is not None:
-        return previous
+    """Answer one text. A delivery of a MessageSid already stored raises
+    :class:`DuplicateDelivery` (the unique key on the message is the claim; no read before it):
+    roll back and return :func:`stored_reply`."""
     # NUL cannot be stored in PostgreSQL text and never carries meaning in an SMS.
     body = sms.body.replace("\x00", "")[:MAX_BODY_CHARS]
     message = InboundMessage(
@@ -173,7 +173,7 @@ def _answer(session: Session, sms: InboundSms, body: str, now: datetime) -> _Ans
     subscription_reply = subscriptions.handle_sms(session, phone, body)
     if subscription_reply is not None:
         return _Answer("" if opted_out else subscription_reply)
-    answer = _request(session, phone, body, now)
+    answer = _request(session, phone, body, now, firm)
     # The case is kept; only the reply is withheld from a sender who opted out.
     return _Answer("", answer.ticket) if opted_out else answer
 
@@ -184,23 +184,23 @@ def _set_opt_out(session: Session, firm: Firm, opted_out: bool) -> None:
     session.flush()
 
 
-def _request(session: Session, phone: str, body: str, now: datetime) -> _Answer:
+def _request(session: Session, phone: str, body: str, now: datetime, firm: Firm | None) -> _Answer:
     status = _STATUS.match(body.strip())
     if status:
         language = _STATUS_LANGUAGE.get(status.group(1).upper(), "zh")
         return _status(session, phone, status.group(2), language)
     complaint = _COMPLAINT.match(body.strip())
     if complaint:
-        return _need(session, phone, body, now, force_complaint=True)
+        return _need(session, phone, body, now, firm, force_complaint=True)
     if not body.strip():
         return _Answer(text("sms_texts", "empty", routing.classify(body).language))
 
     state = store.load_state(session, store.sms_key(phone), now=now)
     if state is not None and state.data.get("awaiting") == "district":
-        answered = _district_answer(session, state, phone, body, now)
+        answered = _district_answer(session, state, firm, body, now)
         if answered is not None:
             return answered
-    return _need(session, phone, body, now)
+    return _need(session, phone, body, now, firm)
 
 
 def _status(session: Session, phone: str, rest: str, language: str) -> _Answer:
@@ -255,11 +255,17 @@ def _status(session: Session, phone: str, rest: str, language: str) -> _Answer:
 
 
 def _need(
-    session: Session, phone: str, body: str, now: datetime, *, force_complaint: bool = False
+    session: Session,
+    phone: str,
+    body: str,
+    now: datetime,
+    firm: Firm | None,
+    *,
+    force_complaint: bool = False,
 ) -> _Answer:
     classification = routing.classify(body)
     language = classification.language
-    firm = ticket_service.find_or_create_firm(session, phone, language=language)
+    firm = firm or ticket_service.find_or_create_firm(session, phone, language=language)
     place = routing.locate(body)
     district_code = place.district_code if place else firm.district_code
     cluster_code = place.code if place and place.kind == "cluster" else None
@@ -269,6 +275,14 @@ def _need(
 
     complaint = force_complaint or classification.complaint
     kind = TicketKind.complaint if complaint else TicketKind.service
+    decision = None
+    if not complaint and classification.category is not None and district_code is not None:
+        # Routed before the ticket is opened: opening it takes the day's ticket-number lock,
+        # held until commit, and every text opening a ticket waits for it. What routing reads
+        # (the catalogue, the institutions' load) does not depend on this ticket.
+        decision = routing.match(
+            session, category=classification.category, place=district_code, cluster=cluster_code
+        )
     # A repeat of the firm's open request is added to it, not opened as a duplicate.
     intake = ticket_service.intake(
         session,
@@ -305,7 +319,7 @@ def _need(
             category=category.name_zh if language == "zh" else category.name_en.lower(),
         )
         return _Answer(reply, ticket)
-    return _Answer(_dispatch(session, ticket, language, now), ticket)
+    return _Answer(_dispatch(session, ticket, language, now, decision), ticket)
 
 
 def _await_district(
@@ -326,7 +340,7 @@ def _await_district(
 
 
 def _district_answer(
-    session: Session, state: DialogueState, phone: str, body: str, now: datetime
+    session: Session, state: DialogueState, firm: Firm | None, body: str, now: datetime
 ) -> _Answer | None:
     """The reply to "which district?"; None when the text is a new need instead."""
     ticket = ticket_repository.by_id(session, int(state.data.get("ticket_id") or 0))
@@ -356,7 +370,6 @@ def _district_answer(
         ticket.district_code = place.district_code
         ticket.cluster_code = place.code if place.kind == "cluster" else None
         session.add(ticket)
-        firm = ticket_repository.firm_by_phone(session, phone)
         if firm is not None:
             firm.district_code = place.district_code
             session.add(firm)
@@ -365,11 +378,17 @@ def _district_answer(
     return _Answer(_dispatch(session, ticket, ticket.language, now), ticket)
 
 
-def _dispatch(session: Session, ticket: Ticket, language: str, now: datetime) -> str:
+def _dispatch(
+    session: Session,
+    ticket: Ticket,
+    language: str,
+    now: datetime,
+    decision: routing.RoutingDecision | None = None,
+) -> str:
     assert ticket.category is not None
     # No live contact by text, so no restriction to who is open now: the nearest qualified
     # institution serves it in its hours.
-    decision = routing.match(
+    decision = decision or routing.match(
         session, category=ticket.category, place=ticket.district_code, cluster=ticket.cluster_code
     )
     ticket_service.dispatch(session, ticket, actor=SMS_ACTOR, decision=decision, now=now)

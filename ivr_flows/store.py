@@ -2,9 +2,11 @@
 
 A delivery is claimed by inserting its key; a retry of the same webhook (Twilio's
 ``I-Twilio-Idempotency-Token``, else the call or message and the step) finds the key and gets
-the stored reply back, without running the step's side effects again. The claim is made in a
-savepoint, so a concurrent duplicate that loses the race on the unique key still reads the
-winner's reply in the same transaction.
+the stored reply back, without running the step's side effects again. The claim is one
+``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite; a savepoint elsewhere): a concurrent
+duplicate waits for the winner's commit, inserts nothing, and reads the winner's reply in the
+same transaction. One round trip, where a read, a savepoint and an insert took four: every
+voice webhook pays it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult, delete, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from ivr_flows.models import DialogueState, WebhookDelivery
@@ -23,6 +27,8 @@ from kb.db import as_utc, utcnow
 CALL_TTL = timedelta(hours=6)
 SMS_TTL = timedelta(minutes=30)
 DELIVERY_TTL = timedelta(days=2)
+# Keys load_state looked up in the current transaction (forgotten at its end).
+_READ_KEYS = "dialogue_state_keys_read"
 
 
 def call_key(call_sid: str) -> str:
@@ -39,6 +45,7 @@ def load_state(session: Session, key: str, *, now: datetime | None = None) -> Di
     row = session.exec(
         select(DialogueState).where(DialogueState.key == key).with_for_update()
     ).first()
+    session.info.setdefault(_READ_KEYS, set()).add(key)
     if row is None:
         return None
     if as_utc(row.expires_at) <= (now or utcnow()):
@@ -58,7 +65,12 @@ def create_state(
 ) -> DialogueState:
     """A fresh state (replacing an expired one under the same key)."""
     now = now or utcnow()
-    row = session.get(DialogueState, key)
+    if key in session.info.get(_READ_KEYS, ()):
+        # load_state read this key in this transaction (and locked it): an expired row is in
+        # the session already, a missing one is missing; no second query.
+        row = session.get(DialogueState, key) if _in_session(session, key) else None
+    else:
+        row = session.get(DialogueState, key)
     if row is None:
         row = DialogueState(key=key, flow=flow, phone=phone, expires_at=now + ttl)
     row.flow, row.phone, row.language = flow, phone, language
@@ -68,6 +80,10 @@ def create_state(
     session.add(row)
     session.flush()
     return row
+
+
+def _in_session(session: Session, key: str) -> bool:
+    return session.identity_key(DialogueState, key) in session.identity_map
 
 
 def save_state(
@@ -108,6 +124,19 @@ def stored_reply(session: Session, key: str) -> str | None:
 
 def claim(session: Session, key: str) -> WebhookDelivery | None:
     """Claim the delivery ``key``; None when it was delivered before (read the stored reply)."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        values = {"key": _fit(key), "response": "", "created_at": utcnow()}
+        statement = (
+            postgresql.insert(WebhookDelivery)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["key"])
+            if dialect == "postgresql"
+            else sqlite.insert(WebhookDelivery)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        return session.scalars(statement.returning(WebhookDelivery)).first()
     if stored_reply(session, key) is not None:
         return None
     row = WebhookDelivery(key=_fit(key))
@@ -137,3 +166,9 @@ def purge_expired(session: Session, *, now: datetime | None = None) -> int:
         result = cast(CursorResult[Any], session.execute(statement))
         removed += int(result.rowcount or 0)
     return removed
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_read_keys(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_READ_KEYS, None)

@@ -14,13 +14,13 @@ from sqlmodel import Session
 
 import routing
 from ivr_flows import casework
-from ivr_flows.engine import Input, Job, Registry, Turn
+from ivr_flows.engine import Input, Registry, Turn
+from ivr_flows.jobs import queue_ticket_sms
 from ivr_flows.speech import need_hints, spell_ticket, yes_or_no
 from kb.models import Category, Institution
 from kb.repository import catalogue_repository
 from tickets.models import Channel, TicketKind
 
-CONFIRMATION_JOB = "ivr_flows.jobs.send_ticket_sms"
 MAX_NEED_CHARS = 500
 
 
@@ -51,14 +51,6 @@ def remember_ticket(turn: Turn, ticket_id: int, number: str) -> None:
 
 def need_text(data: dict[str, Any]) -> str:
     return " / ".join(data.get("need") or [])
-
-
-def sms_job(ticket_id: int, purpose: str) -> Job:
-    return Job(
-        CONFIRMATION_JOB,
-        {"ticket_id": ticket_id, "purpose": purpose},
-        job_id=f"ticket-sms-{purpose}-{ticket_id}",
-    )
 
 
 # --- actions ---------------------------------------------------------------------------------
@@ -156,12 +148,12 @@ def locate_place(turn: Turn, reply: Input) -> str:
 
 def open_ticket(turn: Turn, _reply: Input) -> str:
     """Open the case with what is known (category, place), route it when the category is
-    known, and queue the SMS confirmation."""
+    known, and queue the SMS confirmation (through the outbox, in the case's transaction)."""
     ticket_id = open_from_call(
         turn.session, turn.data, phone=turn.caller, language=turn.language, now=turn.now
     )
     _announce(turn, ticket_id)
-    turn.jobs.append(sms_job(ticket_id, "voice_confirmation"))
+    queue_ticket_sms(turn.session, ticket_id, "voice_confirmation")
     return "routed" if turn.data.get("institution_id") else "unrouted"
 
 
@@ -322,7 +314,7 @@ def open_complaint(turn: Turn, _reply: Input) -> str:
     assert ticket.id is not None
     turn.data["ticket_number"] = ticket.number
     remember_ticket(turn, ticket.id, ticket.number)
-    turn.jobs.append(sms_job(ticket.id, "complaint_ack"))
+    queue_ticket_sms(turn.session, ticket.id, "complaint_ack")
     return "opened"
 
 

@@ -26,6 +26,7 @@ from hotline.queue import queue
 from hotline.redis_server import EmbeddedRedis
 from hotline.settings import Settings, load_settings
 from tests.conftest import TwilioSigner, sms_params
+from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall
 from tickets.models import OutboxMessage, Ticket
 
 LOOPBACK_CLIENT = ("127.0.0.1", 50000)
@@ -214,6 +215,45 @@ def test_request_id_follows_the_webhook_into_the_outbox_and_the_job_log(
     # After the job, this process has no request id any more.
     logging.getLogger("tests.after").warning("after the job")
     assert "request_id" not in _records(log_lines)[-1]
+
+
+def test_request_id_follows_a_voice_call_into_its_confirmation_sms_job(
+    app: FastAPI,
+    client: TestClient,
+    twilio: TwilioSigner,
+    settings: Settings,
+    clean_db: Engine,
+    redis_conn: redis.Redis,
+    log_lines: io.StringIO,
+) -> None:
+    """Every job a voice webhook causes goes through the outbox, so the step that opened the
+    ticket names the request in the confirmation SMS job's log lines too."""
+    app.state.clock = lambda: OFFICE_HOURS
+    call = PhoneCall(client, twilio, settings)
+    call.start()
+    call.silence()
+    confirm = call.say("想申请贷款 渝北")
+    call.post(confirm.action, headers={"X-Request-ID": "twilio-call-0002"}, Digits="1")
+    with Session(clean_db) as session:
+        [row] = session.exec(select(OutboxMessage).where(OutboxMessage.task == "ticket_sms")).all()
+    assert row.payload["request_id"] == "twilio-call-0002"
+    assert row.relayed_at is not None  # relayed into RQ after the response
+
+    log_lines.truncate(0)
+    log_lines.seek(0)
+    worker = SimpleWorker(
+        [queue(redis_conn, "default")], connection=redis_conn, serializer=JSONSerializer
+    )
+    assert worker.work(burst=True)
+    sms_lines = [r for r in _records(log_lines) if r["logger"] == "ivr_flows.jobs"]
+    assert sms_lines and all(r.get("request_id") == "twilio-call-0002" for r in sms_lines)
+    assert "voice_confirmation SMS" in str(sms_lines[0]["message"])
+    job_lines = [
+        r
+        for r in _records(log_lines)
+        if r["logger"] == "tickets.tasks" and "ticket_sms" in str(r["message"])
+    ]
+    assert job_lines and all(r.get("request_id") == "twilio-call-0002" for r in job_lines)
 
 
 # --- structured, masked logs ----------------------------------------------------------------

@@ -77,7 +77,9 @@ def test_hanging_up_after_stating_the_need_still_opens_a_routed_ticket(
     assert ticket.classification["abandoned_at_step"] == "confirm_category"
     follow = [e for e in events(clean_db, ticket.id or 0) if e.action == "follow_up"]
     assert follow and follow[0].data["reason"] == "caller_hung_up"
-    assert sms_jobs(redis_conn) == [{"ticket_id": ticket.id, "purpose": "voice_confirmation"}]
+    assert sms_jobs(clean_db, redis_conn) == [
+        {"ticket_id": ticket.id, "purpose": "voice_confirmation"}
+    ]
 
 
 def test_hanging_up_before_stating_a_need_leaves_a_callback_task(
@@ -137,7 +139,7 @@ def test_a_repeated_step_returns_the_same_twiml_without_repeating_side_effects(
     second = call.post(confirm.action, Digits="1")
     assert first.text == second.text
     assert len(tickets(clean_db)) == 1
-    assert len(sms_jobs(redis_conn)) == 1
+    assert len(sms_jobs(clean_db, redis_conn)) == 1
 
 
 def test_the_idempotency_token_wins_over_the_body(call: PhoneCall, clean_db: Engine) -> None:

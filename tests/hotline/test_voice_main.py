@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,19 +14,32 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from rq import SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hotline.app import create_app
 from hotline.queue import queue
+from hotline.redis_server import EmbeddedRedis
 from hotline.settings import Settings
-from ivr_flows import jobs
+from ivr_flows.jobs import TICKET_SMS_TASK
 from ivr_flows.models import DialogueState
 from kb.models import Institution
 from tests.conftest import TwilioSigner
 from tests.ivr_flows.phone import AFTER_HOURS, CALLER, OFFICE_HOURS, PhoneCall, Twiml
-from tickets.models import Firm, OutboundMessage, Ticket, TicketEvent, TicketKind, TicketState
+from tickets.models import (
+    Firm,
+    OutboundMessage,
+    OutboxMessage,
+    Ticket,
+    TicketEvent,
+    TicketKind,
+    TicketState,
+)
 from tickets.numbers import normalise
+from tickets.outbox import job_id, relay_outbox, session_factory_for
+from tickets.tasks import run_outbox_job
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +52,27 @@ def at(app: FastAPI, moment: datetime) -> None:
     app.state.clock = lambda: moment
 
 
-def sms_jobs(connection: redis.Redis) -> list[dict[str, object]]:
+def sms_job_rows(engine: Engine, connection: redis.Redis) -> list[OutboxMessage]:
+    """The ticket SMS the calls wrote into the outbox, each checked to be in RQ (relayed after
+    the response that committed it)."""
+    with Session(engine) as session:
+        rows = list(
+            session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.task == TICKET_SMS_TASK)
+                .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+            ).all()
+        )
+    for row in rows:
+        assert row.relayed_at is not None
+        assert Job.exists(job_id(row.id or 0), connection=connection)
+    return rows
+
+
+def sms_jobs(engine: Engine, connection: redis.Redis) -> list[dict[str, object]]:
     return [
-        dict(job.kwargs)
-        for job in queue(connection, "default").get_jobs()
-        if job.func_name == "ivr_flows.jobs.send_ticket_sms"
+        {"ticket_id": row.payload["ticket_id"], "purpose": row.payload["purpose"]}
+        for row in sms_job_rows(engine, connection)
     ]
 
 
@@ -107,7 +137,9 @@ def test_mandarin_speech_to_transfer_in_office_hours(
         institution = session.get(Institution, ticket.institution_id)
         assert institution is not None
     assert institution.name_zh in announced.spoken
-    assert sms_jobs(redis_conn) == [{"ticket_id": ticket.id, "purpose": "voice_confirmation"}]
+    assert sms_jobs(clean_db, redis_conn) == [
+        {"ticket_id": ticket.id, "purpose": "voice_confirmation"}
+    ]
 
     dial = call.press("1")
     assert dial.step == "transfer"
@@ -313,7 +345,7 @@ def test_a_complaint_on_the_main_line_opens_a_complaint(
     assert noted.verbs[-1] == "Hangup"
     [ticket] = tickets(clean_db)
     assert ticket.kind == TicketKind.complaint and ticket.institution_id is None
-    assert sms_jobs(redis_conn) == [{"ticket_id": ticket.id, "purpose": "complaint_ack"}]
+    assert sms_jobs(clean_db, redis_conn) == [{"ticket_id": ticket.id, "purpose": "complaint_ack"}]
 
 
 def test_the_confirmation_sms_job_sends_the_five_publics_in_short(
@@ -324,9 +356,9 @@ def test_the_confirmation_sms_job_sends_the_five_publics_in_short(
     call.say("想申请贷款 渝北")
     call.press("1")
     [ticket] = tickets(clean_db)
-    [job] = sms_jobs(redis_conn)
-    assert jobs.send_ticket_sms(**job) == "queued"  # type: ignore[arg-type]
-    assert jobs.send_ticket_sms(**job) == "already sent"  # type: ignore[arg-type]
+    [row] = sms_job_rows(clean_db, redis_conn)
+    assert run_outbox_job(row.id or 0) == "queued"
+    assert run_outbox_job(row.id or 0) == "already done: queued"
     with Session(clean_db) as session:
         [message] = session.exec(select(OutboundMessage)).all()
         institution = session.get(Institution, ticket.institution_id)
@@ -347,8 +379,8 @@ def test_opted_out_caller_gets_no_confirmation_sms(
     call.silence()
     call.say("想申请贷款 渝北")
     call.press("1")
-    [job] = sms_jobs(redis_conn)
-    assert jobs.send_ticket_sms(**job) == "suppressed"  # type: ignore[arg-type]
+    [row] = sms_job_rows(clean_db, redis_conn)
+    assert run_outbox_job(row.id or 0) == "suppressed"
 
 
 def test_call_state_is_kept_per_call_sid(call: PhoneCall, clean_db: Engine) -> None:
@@ -381,3 +413,54 @@ def test_the_worker_runs_the_confirmation_job(
     with Session(clean_db) as session:
         purposes = [m.purpose for m in session.exec(select(OutboundMessage)).all()]
     assert "voice_confirmation" in purposes
+
+
+def test_a_redis_outage_when_the_ticket_opens_loses_no_confirmation_sms(
+    settings: Settings, clean_db: Engine, twilio: TwilioSigner, tmp_path: Path
+) -> None:
+    """The confirmation is written with the ticket, in its transaction: Redis being down at
+    that moment delays the text until Redis is back, and it is then sent exactly once."""
+    own_redis = EmbeddedRedis(tmp_path / "redis")
+    own_redis.start()
+    try:
+        local_settings = settings.model_copy(update={"redis_url": own_redis.url})
+        app = create_app(local_settings)
+        at(app, OFFICE_HOURS)
+        own_redis.stop()
+        with TestClient(app) as client:
+            call = PhoneCall(client, twilio, settings)
+            call.start()
+            call.silence()
+            call.say("想申请贷款 渝北")
+            announced = call.press("1")
+        assert announced.step == "announce_open"  # the caller heard the number regardless
+        [ticket] = tickets(clean_db)
+        with Session(clean_db) as session:
+            [row] = session.exec(
+                select(OutboxMessage).where(OutboxMessage.task == TICKET_SMS_TASK)
+            ).all()
+            assert session.exec(select(OutboundMessage)).all() == []
+        assert row.ticket_id == ticket.id and row.relayed_at is None
+        assert row.payload["purpose"] == "voice_confirmation"
+
+        own_redis.start()
+        connection = redis.Redis.from_url(own_redis.url)
+        factory = session_factory_for(clean_db)
+        assert relay_outbox(factory, connection) >= 1
+        worker = SimpleWorker(
+            [queue(connection, "default")], connection=connection, serializer=JSONSerializer
+        )
+        worker.work(burst=True)
+        assert relay_outbox(factory, connection) == 0
+        with Session(clean_db) as session:
+            sent = session.exec(
+                select(OutboundMessage).where(OutboundMessage.to_number == CALLER)
+            ).all()
+            done = session.get(OutboxMessage, row.id)
+        assert [(m.ticket_id, m.purpose, m.to_number) for m in sent] == [
+            (ticket.id, "voice_confirmation", CALLER)
+        ]
+        assert done is not None and done.done_at is not None and done.result == "queued"
+        connection.close()
+    finally:
+        own_redis.stop()

@@ -79,7 +79,9 @@ def test_keyed_ticket_number_and_recorded_complaint(
     assert " ".join(complaint.number[2:8]) in noted.spoken
     recording = [e for e in events(clean_db, complaint.id or 0) if e.action == "voicemail"]
     assert recording[0].data["recording_url"] == "https://api.twilio.com/rec/RE-complaint"
-    assert sms_jobs(redis_conn) == [{"ticket_id": complaint.id, "purpose": "complaint_ack"}]
+    assert sms_jobs(clean_db, redis_conn) == [
+        {"ticket_id": complaint.id, "purpose": "complaint_ack"}
+    ]
 
 
 def test_a_misheard_digit_is_caught_and_asked_again(
