@@ -17,6 +17,7 @@ from hotline.observability import install as install_observability
 from hotline.public import forms, kb_api, pages
 from hotline.queue import connect, resolve_redis_url
 from hotline.settings import Settings, load_settings
+from hotline.web import routes_notices, routes_simulator
 from hotline.wiring import configure_domain
 from kb.db import get_engine
 from tickets import outbox
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(forms.router)
     web.install(app)
+    app.include_router(routes_notices.router)
+    app.include_router(routes_simulator.router)
     app.add_middleware(
         RelayOutboxAfterResponse,
         relay=lambda: outbox.relay_outbox(

@@ -106,7 +106,10 @@ def call(
             caller=caller,
             to=settings.main_number,
             path=f"/twilio/revisit?ticket={ticket}",
+            # As the Twilio adapter places it: the status callback names the ticket too.
+            status_path=f"/twilio/call-status?ticket={ticket}",
             direction="outbound-api",
+            answered_by="human",
         )
     else:
         simulator = CallSimulator(

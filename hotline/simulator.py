@@ -9,7 +9,9 @@ a document), then posts the call's ``completed`` status callback.
 
 The engine keeps no terminal state: :class:`CallSimulator` returns a :class:`Turn` (what was
 said, what the phone waits for) after each action, as plain data, so a terminal loop, a script
-runner or a web page can drive it alike.
+runner or a web page can drive it alike; :meth:`CallSimulator.snapshot` and
+:meth:`CallSimulator.restore` carry a call across requests (the /simulator page keeps it in
+Redis).
 
 Signing and sending are separate: requests are signed for the public URL (what Twilio calls)
 and sent to ``send_base`` when given (e.g. the app's local address behind a proxy).
@@ -17,7 +19,6 @@ and sent to ``send_base`` when given (e.g. the app's local address behind a prox
 
 from __future__ import annotations
 
-import itertools
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "0" * 32
 MAX_REDIRECTS = 25
+UNANSWERED = ("no-answer", "busy", "failed")
 ENGLISH_OFFER = re.compile(r"for english,? press (\d)", re.IGNORECASE)
 
 
@@ -67,12 +69,44 @@ class Waiting:
         return "speech" in self.input.split()
 
 
+# What the phone noticed, besides words: ``notes`` carries them as English text (the terminal
+# prints it), ``marks`` as (code, value) pairs that a page translates.
+NOTE_TEXTS = {
+    "english": "pressed {value} for English",
+    "recording": "recording after the tone",
+    "recording_sent": "recording status callback sent",
+    "dialling": "dialling {value}",
+    "queue": "waiting in the agent queue {value}",
+    "ignored": "(ignored <{value}>)",
+    "ended": "call ended",
+    "hung_up": "caller hung up",
+    "not_answered": "not answered ({value})",
+}
+
+
+@dataclass(frozen=True)
+class Mark:
+    code: str
+    value: str = ""
+
+    @property
+    def text(self) -> str:
+        return NOTE_TEXTS[self.code].format(value=self.value).strip()
+
+
 @dataclass
 class Turn:
     said: list[Said] = field(default_factory=list)
     waiting: Waiting | None = None
     ended: bool = False
     notes: list[str] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+
+    def note(self, code: str, value: str = "", *, first: bool = False) -> None:
+        mark = Mark(code, value)
+        index = 0 if first else len(self.marks)
+        self.marks.insert(index, mark)
+        self.notes.insert(0 if first else len(self.notes), mark.text)
 
     @property
     def text(self) -> str:
@@ -150,10 +184,48 @@ class CallSimulator:
         self.direction = direction
         self.call_sid = call_sid or _sid("CA")
         self.answered_by = answered_by
-        self.started = time.monotonic()
+        # Wall-clock time, not monotonic: a snapshot may be resumed by another process.
+        self.started = time.time()
         self.waiting: Waiting | None = None
         self.ended = False
-        self._sequence = itertools.count(0)
+        self.sequence = 0
+
+    # -- keeping a call between requests ---------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The call as plain JSON-able data (no signer): a web page keeps it between requests
+        and resumes it with :meth:`restore`, in whichever process answers next."""
+        return {
+            "caller": self.caller,
+            "to": self.to,
+            "path": self.path,
+            "status_path": self.status_path,
+            "direction": self.direction,
+            "call_sid": self.call_sid,
+            "answered_by": self.answered_by,
+            "started": self.started,
+            "waiting": asdict(self.waiting) if self.waiting is not None else None,
+            "ended": self.ended,
+            "sequence": self.sequence,
+        }
+
+    @classmethod
+    def restore(cls, signer: Signer, data: dict[str, Any]) -> CallSimulator:
+        call = cls(
+            signer,
+            caller=str(data["caller"]),
+            to=str(data["to"]),
+            path=str(data["path"]),
+            status_path=str(data["status_path"]),
+            direction=str(data["direction"]),
+            call_sid=str(data["call_sid"]),
+            answered_by=data.get("answered_by"),
+        )
+        call.started = float(data["started"])
+        call.waiting = Waiting(**data["waiting"]) if data.get("waiting") else None
+        call.ended = bool(data["ended"])
+        call.sequence = int(data["sequence"])
+        return call
 
     # -- what the caller does --------------------------------------------------------------
 
@@ -166,7 +238,9 @@ class CallSimulator:
             if offer:
                 more = self.press(offer.group(1))
                 more.said[:0] = turn.said
-                more.notes[:0] = [*turn.notes, f"pressed {offer.group(1)} for English"]
+                more.note("english", offer.group(1), first=True)
+                more.notes[:0] = turn.notes
+                more.marks[:0] = turn.marks
                 return more
         return turn
 
@@ -215,7 +289,7 @@ class CallSimulator:
                     "RecordingSource": "RecordVerb",
                 },
             )
-            turn.notes.insert(0, "recording status callback sent")
+            turn.note("recording_sent", first=True)
         return turn
 
     def dial(self, outcome: str = "no-answer") -> Turn:
@@ -233,6 +307,20 @@ class CallSimulator:
 
     def hangup(self) -> Turn:
         return self._end("completed")
+
+    def not_answered(self, status: str = "no-answer") -> Turn:
+        """An outbound call the callee never picks up (``no-answer``, ``busy``, ``failed``):
+        Twilio requests no TwiML, it only reports the call's end to the status callback."""
+        if status not in UNANSWERED:
+            raise SimulatorError(
+                f"not an unanswered call status: {status} ({', '.join(UNANSWERED)})"
+            )
+        if self.ended or self.waiting is not None:
+            raise SimulatorError("the call was already answered")
+        self._status(status, duration="0")
+        turn = Turn(ended=True)
+        turn.note("not_answered", status)
+        return turn
 
     # -- Twilio's side ---------------------------------------------------------------------
 
@@ -316,25 +404,25 @@ class CallSimulator:
                     finish_on_key=verb.attrib.get("finishOnKey"),
                     status_callback=verb.attrib.get("recordingStatusCallback"),
                 )
-                turn.notes.append("recording after the tone")
+                turn.note("recording")
                 break
             elif verb.tag == "Dial":
                 number = " ".join(n.text or "" for n in verb.iter("Number")) or (verb.text or "")
                 self.waiting = Waiting(
                     input="dial", action=verb.attrib.get("action", ""), number=number.strip()
                 )
-                turn.notes.append(f"dialling {number.strip()}")
+                turn.note("dialling", number.strip())
                 break
             elif verb.tag == "Enqueue":
                 task = " ".join(t.text or "" for t in verb.iter("Task"))
                 self.waiting = Waiting(input="queue", action=verb.attrib.get("action", ""))
-                turn.notes.append(f"waiting in the agent queue {task}".strip())
+                turn.note("queue", task.strip())
                 break
             elif verb.tag in ("Hangup", "Reject"):
                 self._finish(turn)
                 return None
             else:
-                turn.notes.append(f"(ignored <{verb.tag}>)")
+                turn.note("ignored", verb.tag)
         if self.waiting is None:
             # The end of a document hangs up.
             self._finish(turn)
@@ -343,16 +431,16 @@ class CallSimulator:
     def _finish(self, turn: Turn) -> None:
         turn.ended = True
         self._status("completed")
-        turn.notes.append("call ended")
+        turn.note("ended")
 
     def _end(self, status: str) -> Turn:
         turn = Turn(ended=True)
         if not self.ended:
             self._status(status)
-            turn.notes.append("caller hung up")
+            turn.note("hung_up")
         return turn
 
-    def _status(self, status: str) -> None:
+    def _status(self, status: str, *, duration: str | None = None) -> None:
         if self.ended:
             return
         self.ended = True
@@ -360,9 +448,10 @@ class CallSimulator:
         params = {
             **self._base(),
             "CallStatus": status,
-            "CallDuration": str(int(time.monotonic() - self.started)),
-            "SequenceNumber": str(next(self._sequence)),
+            "CallDuration": duration or str(max(0, int(time.time() - self.started))),
+            "SequenceNumber": str(self.sequence),
         }
+        self.sequence += 1
         self.signer.post(self.status_path, params)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -295,3 +296,55 @@ def test_end_of_input_hangs_up_and_the_call_is_not_lost(
     assert "caller hung up" in result.output
     [ticket] = _tickets(clean_db)
     assert ticket.classification["callback"] is True
+
+
+def test_a_snapshot_resumes_the_call_elsewhere(
+    app: FastAPI, signer: Signer, settings: Settings, clean_db: Engine
+) -> None:
+    """What the web page does between requests: keep the call as JSON, resume it later."""
+    at(app, OFFICE_HOURS)
+    call = CallSimulator(signer, caller=CALLER, to=settings.main_number)
+    call.start()
+    kept = json.loads(json.dumps(call.snapshot()))
+    resumed = CallSimulator.restore(signer, kept)
+    assert resumed.waiting == call.waiting and resumed.call_sid == call.call_sid
+    resumed.silence()
+    turn = resumed.say("我们公司在渝北区，想申请一笔贷款")
+    assert "投融资服务" in turn.text
+    again = CallSimulator.restore(signer, json.loads(json.dumps(resumed.snapshot())))
+    turn = again.hangup()
+    assert [m.code for m in turn.marks] == ["hung_up"] and turn.notes == ["caller hung up"]
+    with pytest.raises(SimulatorError, match="ended"):
+        CallSimulator.restore(signer, again.snapshot()).press("1")
+
+
+def test_an_outbound_call_nobody_answers(
+    app: FastAPI, signer: Signer, settings: Settings, clean_db: Engine
+) -> None:
+    from tests.hotline.test_voice_revisit import reload, resolved_and_called
+
+    at(app, OFFICE_HOURS)
+    ticket, url = resolved_and_called(clean_db)
+    query = url.partition("?")[2]
+
+    def ringing() -> CallSimulator:
+        return CallSimulator(
+            signer,
+            caller=ticket.caller_phone,
+            to=settings.main_number,
+            path=url,
+            status_path=f"/twilio/call-status?{query}",
+            direction="outbound-api",
+        )
+
+    with pytest.raises(SimulatorError, match="not an unanswered call status"):
+        ringing().not_answered("completed")
+    turn = ringing().not_answered("busy")
+    assert turn.ended and turn.notes == ["not answered (busy)"]
+    _, row = reload(clean_db, ticket)
+    assert row.unanswered == 1
+    answered = ringing()
+    answered.answered_by = "human"
+    answered.start()
+    with pytest.raises(SimulatorError, match="already answered"):
+        answered.not_answered()
