@@ -29,7 +29,7 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import event
+from sqlalchemy import event, func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -194,14 +194,16 @@ def rescue_stranded(
             .where(col(OutboxMessage.relayed_at).is_not(None))
             .where(col(OutboxMessage.done_at).is_(None))
             .where(col(OutboxMessage.relayed_at) < cutoff)
+            # Filtered here, not after the LIMIT: rows scheduled for later (or only just due)
+            # are the scheduler's, and with more of them than one batch a filter in Python
+            # would see only those and never reach a stranded row behind them.
+            .where(or_(col(OutboxMessage.run_at).is_(None), col(OutboxMessage.run_at) <= cutoff))
             .order_by(col(OutboxMessage.id))
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
             assert row.id is not None
-            if row.run_at is not None and as_utc(row.run_at) > cutoff:
-                continue  # scheduled for later or only just due: the scheduler has it
             try:
                 Job.fetch(job_id(row.id), connection=connection, serializer=JSONSerializer)
                 continue
@@ -215,6 +217,9 @@ def rescue_stranded(
 
 
 def pending(session: Session) -> int:
-    return len(
-        session.exec(select(OutboxMessage.id).where(col(OutboxMessage.relayed_at).is_(None))).all()
-    )
+    """How many committed rows wait for the relay (counted in SQL: the backlog can be large)."""
+    return session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(col(OutboxMessage.relayed_at).is_(None))
+    ).one()

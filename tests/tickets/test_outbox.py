@@ -163,3 +163,50 @@ def test_a_relayed_row_whose_job_redis_lost_is_relayed_again(
         assert again is not None and again.relayed_at is None
     assert relay_outbox(factory, redis_conn) >= 1
     assert Job.exists(job_id(row_id), connection=redis_conn)
+
+
+def test_a_stranded_row_is_found_behind_more_scheduled_rows_than_one_batch(
+    clean_db: Engine, redis_conn: redis.Redis
+) -> None:
+    """Revisits and SLA timers wait in RQ's scheduler for days, relayed long ago and not done:
+    they must not fill every rescue batch and hide a row whose job Redis lost."""
+    factory = session_factory_for(clean_db)
+    batch = 5
+    with factory() as session:
+        for day in range(batch + 1):
+            add_to_outbox(
+                session,
+                "revisit_call",
+                {"revisit_id": day, "attempt": 1},
+                run_at=utcnow() + timedelta(days=day + 1),
+            )
+        lost = add_to_outbox(session, "sla_check", {"ticket_id": 0, "clock": "accept"})
+        session.flush()
+        lost_id = lost.id
+    assert lost_id is not None
+    assert relay_outbox(factory, redis_conn) == batch + 2
+    Job.fetch(job_id(lost_id), connection=redis_conn, serializer=JSONSerializer).delete()
+
+    later = utcnow() + timedelta(minutes=10)
+    assert rescue_stranded(factory, redis_conn, now=later, limit=batch) == 1
+    with Session(clean_db) as session:
+        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+        assert [row.id for row in rows if row.relayed_at is None] == [lost_id]
+    assert relay_outbox(factory, redis_conn) == 1
+    assert Job.exists(job_id(lost_id), connection=redis_conn)
+    # The scheduled jobs were left where they were.
+    assert len(_scheduled(redis_conn)) == batch + 1
+
+
+def test_pending_counts_the_rows_waiting_for_the_relay(
+    clean_db: Engine, redis_conn: redis.Redis
+) -> None:
+    factory = session_factory_for(clean_db)
+    with factory() as session:
+        for n in range(3):
+            add_to_outbox(session, "sla_check", {"ticket_id": n, "clock": "accept"})
+    with Session(clean_db) as session:
+        assert pending(session) == 3
+    assert relay_outbox(factory, redis_conn, limit=2) == 2
+    with Session(clean_db) as session:
+        assert pending(session) == 1
