@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from kb.models import Category, Cluster, District, Institution, InstitutionCategory, Tier
+from kb.models import (
+    CatalogueChange,
+    Category,
+    Cluster,
+    District,
+    Institution,
+    InstitutionCategory,
+    Tier,
+)
 
 
 class CatalogueRepository:
@@ -35,6 +43,16 @@ class CatalogueRepository:
 
     def institution_by_code(self, session: Session, code: str) -> Institution | None:
         return session.exec(select(Institution).where(Institution.code == code)).first()
+
+    def institution_for_update(self, session: Session, institution_id: int) -> Institution | None:
+        """The row locked for the rest of the transaction (FOR UPDATE on PostgreSQL) and read
+        afresh, not from the session's identity map."""
+        return session.exec(
+            select(Institution)
+            .where(col(Institution.id) == institution_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
 
     def institutions(
         self,
@@ -91,6 +109,33 @@ class CatalogueRepository:
             update(Institution)
             .where(col(Institution.id) == institution_id)
             .values(open_cases=Institution.open_cases + delta)
+        )
+
+    def changes_of(
+        self, session: Session, entity: str, key: str, *, limit: int | None = None
+    ) -> Sequence[CatalogueChange]:
+        """One entity's history, newest first."""
+        query = (
+            select(CatalogueChange)
+            .where(CatalogueChange.entity == entity, CatalogueChange.entity_key == key)
+            .order_by(col(CatalogueChange.at).desc(), col(CatalogueChange.id).desc())
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return session.exec(query).all()
+
+    def last_change(self, session: Session, entity: str, key: str) -> CatalogueChange | None:
+        found = self.changes_of(session, entity, key, limit=1)
+        return found[0] if found else None
+
+    def edited_codes(self, session: Session) -> set[str]:
+        """Codes of the institutions whose publics were ever edited in the portal."""
+        return set(
+            session.exec(
+                select(CatalogueChange.entity_key)
+                .where(CatalogueChange.entity == "institution", CatalogueChange.action == "edit")
+                .distinct()
+            ).all()
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from rapidfuzz import fuzz, process
 from sqlmodel import Session, SQLModel, select
 
+from kb.db import utcnow
 from kb.loader import CatalogueLoadError, Located, find_file, read_rows
 from kb.models import (
     CatalogueChange,
@@ -22,6 +23,7 @@ from kb.models import (
     InstitutionCategory,
     Tier,
 )
+from kb.publics import FIELDS as PUBLIC_FIELDS
 from kb.repository import CatalogueRepository, catalogue_repository
 from kb.schemas import (
     CategoryRow,
@@ -123,8 +125,11 @@ class CatalogueService:
             )
         session.flush()
         ordered_keys = tuple(sorted(category_keys))
+        edited = self.repository.edited_codes(session)
         for loc_inst in institutions:
-            self._upsert_institution(session, loc_inst.row, ordered_keys, actor, report)
+            self._upsert_institution(
+                session, loc_inst.row, ordered_keys, actor, report, keep_publics=edited
+            )
         session.flush()
         return report
 
@@ -197,7 +202,10 @@ class CatalogueService:
         category_keys: tuple[str, ...],
         actor: str,
         report: LoadReport,
+        keep_publics: set[str] | frozenset[str] = frozenset(),
     ) -> None:
+        """``keep_publics``: codes whose five publics are maintained in the portal; the data
+        file no longer overwrites them (every ``make run`` loads the files again)."""
         values = row.model_dump(exclude={"categories"})
         wanted = sorted(row.category_keys(category_keys))
         existing = self.repository.institution_by_code(session, row.code)
@@ -212,6 +220,8 @@ class CatalogueService:
             self._record(session, actor, "institution", row.code, "create", {"categories": wanted})
             return
         assert existing.id is not None
+        if row.code in keep_publics:
+            values = {k: v for k, v in values.items() if k not in PUBLIC_FIELDS}
         changes: dict[str, Any] = {
             name: [getattr(existing, name), value]
             for name, value in values.items()
@@ -232,6 +242,8 @@ class CatalogueService:
         for name in values:
             if name in changes:
                 setattr(existing, name, values[name])
+        # A portal edit started before this load must find it stale (kb.publics).
+        existing.updated_at = utcnow()
         session.add(existing)
         report.updated["institution"] += 1
         self._record(session, actor, "institution", row.code, "update", changes)

@@ -1,5 +1,6 @@
 // Keyboard shortcuts (no framework): j/k move through the queue, Enter opens the selected
-// ticket, c claims the open ticket, r refreshes the queue's rows. Typing in a field is ignored.
+// ticket, c claims the open ticket, r resolves it (in the queue: refreshes the rows). Typing in a
+// field is ignored.
 (function () {
   "use strict";
   var index = -1;
@@ -24,6 +25,9 @@
       var claim = document.getElementById("act-claim");
       if (claim) { claim.click(); }
     } else if (event.key === "r") {
+      // On a ticket page r marks it resolved (as c claims); in the queue it refreshes the rows.
+      var resolve = document.getElementById("act-resolve");
+      if (resolve) { resolve.click(); return; }
       var body = document.getElementById("rows");
       if (body && window.htmx) { window.htmx.ajax("GET", body.getAttribute("hx-get"), { target: body, swap: "innerHTML" }); }
       else { window.location.reload(); }

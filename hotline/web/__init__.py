@@ -20,7 +20,13 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
 def install(app: FastAPI) -> None:
-    from hotline.web import routes_admin, routes_auth, routes_supervisor, routes_tickets
+    from hotline.web import (
+        routes_admin,
+        routes_auth,
+        routes_portal,
+        routes_supervisor,
+        routes_tickets,
+    )
     from hotline.web.i18n import load_catalogue
     from hotline.web.render import render, secure
 
@@ -28,6 +34,7 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(routes_auth.router)
     app.include_router(routes_tickets.router)
+    app.include_router(routes_portal.router)
     app.include_router(routes_supervisor.router)
     app.include_router(routes_admin.router)
 

@@ -31,6 +31,18 @@ def demo_institutions(session: Session) -> list[Institution]:
     return list(session.exec(query).all())
 
 
+def district_window(session: Session, district_code: str) -> Institution | None:
+    return session.exec(
+        select(Institution)
+        .where(
+            Institution.tier == Tier.district_window,
+            Institution.district_code == district_code,
+            col(Institution.active).is_(True),
+        )
+        .order_by(col(Institution.id))
+    ).first()
+
+
 def seed(session: Session, password: str = DEMO_PASSWORD) -> list[str]:
     """Create the demo users that do not exist yet; returns a line per user."""
     banks = demo_institutions(session)
@@ -42,6 +54,10 @@ def seed(session: Session, password: str = DEMO_PASSWORD) -> list[str]:
     ]
     for index, bank in enumerate(banks, start=1):
         wanted.append((f"inst{index}", "institution", bank.id))
+    # Tiered maintenance in the demo: the window of inst1's district maintains inst1's publics.
+    window = district_window(session, banks[0].district_code) if banks else None
+    if window is not None:
+        wanted.append(("district1", "institution", window.id))
     lines = []
     for username, role, institution_id in wanted:
         existing = session.exec(select(User).where(User.username == username)).first()
@@ -59,7 +75,8 @@ def seed(session: Session, password: str = DEMO_PASSWORD) -> list[str]:
 
 
 def seed_demo() -> None:
-    """Create demo users (agent, agent2, supervisor, admin, inst1, inst2) for `make run`."""
+    """Create demo users (agent, agent2, supervisor, admin, inst1, inst2, district1) for
+    `make run`."""
     from hotline.cli_users import _configure
     from kb.db import session_scope
 
