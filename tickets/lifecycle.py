@@ -10,6 +10,10 @@ Service tickets::
 
 Complaints (about an institution, an agent or the hotline) have a short flow, for supervisors
 only: new ─claim→ in_progress ─uphold|dismiss→ closed, or ─cancel→ cancelled.
+
+Around the transitions, actions that change who holds the case or what it is about without moving
+it: release (the claim given up), reclassify (another category, routing run again while no
+institution has accepted it), note, sms (a text to the firm), and the audited phone_reveal.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ STAFF = frozenset({Role.agent, Role.supervisor, Role.admin})
 OVERSIGHT = frozenset({Role.supervisor, Role.admin})
 INSTITUTION_SIDE = frozenset({Role.institution, Role.supervisor, Role.admin})
 SYSTEM = frozenset({Role.system})
+# Roles that call firms back and so may see a caller's whole number (each reveal is an event).
+CALLBACK = frozenset({Role.agent, Role.supervisor, Role.institution})
 
 # A guard returns why the action is refused in a state the table allows, or None.
 Guard = Callable[[Ticket], str | None]
@@ -42,6 +48,14 @@ def _has_institution(ticket: Ticket) -> str | None:
     return None if ticket.institution_id is not None else "it has no institution"
 
 
+def _claimed(ticket: Ticket) -> str | None:
+    return None if ticket.assignee else "nobody has claimed it"
+
+
+def _has_phone(ticket: Ticket) -> str | None:
+    return None if ticket.caller_phone else "it has no caller number to text"
+
+
 @dataclass(frozen=True)
 class Rule:
     action: str
@@ -56,6 +70,8 @@ def _rules(*rules: Rule) -> dict[str, Rule]:
 
 
 OPEN_STATES = frozenset({S.new, S.dispatched, S.accepted, S.in_progress, S.reopened, S.declined})
+WORKED_STATES = OPEN_STATES | {S.escalated}
+EVERY_STATE = frozenset(TicketState)
 
 SERVICE_RULES = _rules(
     Rule("claim", frozenset({S.new, S.declined, S.reopened, S.escalated}), None, STAFF),
@@ -112,6 +128,11 @@ SERVICE_RULES = _rules(
         S.cancelled,
         STAFF,
     ),
+    Rule("release", WORKED_STATES, None, STAFF, _claimed),
+    Rule("reclassify", WORKED_STATES, None, STAFF),
+    Rule("note", EVERY_STATE, None, STAFF | {Role.institution}),
+    Rule("sms", EVERY_STATE - {S.cancelled}, None, STAFF - {Role.admin}, _has_phone),
+    Rule("phone_reveal", EVERY_STATE, None, CALLBACK),
 )
 
 COMPLAINT_RULES = _rules(
@@ -119,10 +140,14 @@ COMPLAINT_RULES = _rules(
     Rule("uphold", frozenset({S.new, S.in_progress}), S.closed, OVERSIGHT),
     Rule("dismiss", frozenset({S.new, S.in_progress}), S.closed, OVERSIGHT),
     Rule("cancel", frozenset({S.new, S.in_progress}), S.cancelled, OVERSIGHT),
+    Rule("note", EVERY_STATE, None, OVERSIGHT),
+    Rule("sms", EVERY_STATE - {S.cancelled}, None, OVERSIGHT - {Role.admin}, _has_phone),
+    # Agents read complaints (not those about themselves) and call complainants back too.
+    Rule("phone_reveal", EVERY_STATE, None, CALLBACK),
 )
 
 # Actions that write an event but are not state changes of their own (no version bump).
-NOTE_ACTIONS = frozenset({"open", "follow_up", "revisit_call", "notify"})
+NOTE_ACTIONS = frozenset({"open", "follow_up", "revisit_call", "notify", "phone_reveal"})
 # Actions people take through the API; the others belong to the revisit flow and the jobs.
 PUBLIC_ACTIONS = (
     "claim",
@@ -136,6 +161,10 @@ PUBLIC_ACTIONS = (
     "escalate",
     "uphold",
     "dismiss",
+    "release",
+    "reclassify",
+    "note",
+    "sms",
 )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -121,14 +121,13 @@ class TicketRepository:
         if where.hide_complaints_about is not None:
             agent = where.hide_complaints_about
             complained = aliased(Ticket)
-            tickets_of_agent = select(col(complained.id)).where(col(complained.assignee) == agent)
-            not_about_agent = and_(
-                func.coalesce(Ticket.subject_agent, "") != agent,
-                or_(
-                    col(Ticket.related_ticket_id).is_(None),
-                    col(Ticket.related_ticket_id).not_in(tickets_of_agent),
-                ),
+            # NOT EXISTS on the primary key rather than NOT IN (all the agent's tickets): a
+            # lookup per complaint, not a scan of the table for the agent's tickets.
+            about_agent = exists().where(
+                col(complained.id) == col(Ticket.related_ticket_id),
+                col(complained.assignee) == agent,
             )
+            not_about_agent = and_(func.coalesce(Ticket.subject_agent, "") != agent, ~about_agent)
             query = query.where(or_(col(Ticket.kind) == TicketKind.service, not_about_agent))
         if after_id is not None:
             query = query.where(col(Ticket.id) < after_id)
@@ -225,3 +224,67 @@ class TicketRepository:
 
 
 ticket_repository = TicketRepository()
+
+
+# --- lookups for the ticket page's actions (re-route search, the original of a duplicate) ---
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def find_institutions(session: Session, text: str, *, limit: int = 20) -> Sequence[Institution]:
+    """Active institutions and platforms whose name (either language) or code contains
+    ``text``: what an agent finds when routing's candidates are not the one they want."""
+    wanted = text.strip()
+    if not wanted:
+        return []
+    pattern = _like(wanted.casefold())
+    return session.exec(
+        select(Institution)
+        .where(
+            col(Institution.active).is_(True),
+            or_(
+                func.lower(Institution.name_zh).like(pattern, escape="\\"),
+                func.lower(Institution.name_en).like(pattern, escape="\\"),
+                func.lower(Institution.code).like(pattern, escape="\\"),
+            ),
+        )
+        .order_by(col(Institution.tier), col(Institution.id))
+        .limit(limit)
+    ).all()
+
+
+def possible_originals(
+    session: Session,
+    ticket: Ticket,
+    *,
+    number: str | None = None,
+    phone: str | None = None,
+    limit: int = 10,
+) -> Sequence[Ticket]:
+    """Service tickets the given one may duplicate: the one numbered ``number``, those from
+    ``phone``, or (with neither) the other tickets of the same caller, newest first. Never the
+    ticket itself, nor a cancelled one."""
+    query = select(Ticket).where(
+        Ticket.kind == TicketKind.service,
+        Ticket.state != TicketState.cancelled,
+        col(Ticket.id) != ticket.id,
+    )
+    if number:
+        query = query.where(Ticket.number == number)
+    elif phone:
+        query = query.where(Ticket.caller_phone == phone)
+    elif ticket.firm_id is not None:
+        query = query.where(
+            or_(
+                col(Ticket.firm_id) == ticket.firm_id,
+                col(Ticket.caller_phone) == ticket.caller_phone,
+            )
+        )
+    elif ticket.caller_phone:
+        query = query.where(Ticket.caller_phone == ticket.caller_phone)
+    else:
+        return []
+    return session.exec(query.order_by(col(Ticket.id).desc()).limit(limit)).all()

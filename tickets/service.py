@@ -47,6 +47,7 @@ from tickets.models import (
     TicketState,
 )
 from tickets.numbers import find_in_text, format_number
+from tickets.phones import mask_phone
 from tickets.repository import TicketRepository, ticket_repository
 from tickets.sla import SlaPolicy
 
@@ -70,6 +71,11 @@ FOLLOW_UP_WINDOW = timedelta(days=7)
 # "我们在渝北区想申请一笔贷款" but not a loan request to a training request.
 FOLLOW_UP_SIMILARITY = 80.0
 CANCEL_REASONS = (Closure.spam, Closure.duplicate, Closure.withdrawn)
+NOTE_MAX = 4000
+# Three concatenated SMS segments of Chinese text (67 characters each).
+SMS_MAX = 200
+# Operators require a sender's signature on texts to Chinese numbers.
+SMS_SIGNATURE = {"zh": "【中小企业服务热线】", "en": "SME hotline: "}
 
 
 @dataclass(frozen=True)
@@ -432,6 +438,211 @@ class TicketService:
         )
         return ticket
 
+    def release(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        actor: Actor,
+        note: str | None = None,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Ticket:
+        """The claim given up: the ticket is nobody's again. An agent releases only their own
+        claim; a supervisor or an admin releases anyone's."""
+        self.check(session, ticket, "release", actor=actor, expected_version=expected_version)
+        if actor.role == Role.agent and ticket.assignee != actor.name:
+            raise NotPermitted(
+                f"ticket {ticket.number} is claimed by {ticket.assignee}: only they or a "
+                "supervisor may release it"
+            )
+        self._move(
+            session,
+            ticket,
+            "release",
+            actor=actor,
+            note=note,
+            data={"assignee": ticket.assignee},
+            changes={"assignee": None},
+            now=now,
+        )
+        return ticket
+
+    def reclassify(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        actor: Actor,
+        category_key: str,
+        reason: str,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Ticket:
+        """Another service category, with who and why. While no institution has accepted the
+        case, routing runs again on the new category and its decision is stored with its
+        reasons; a case waiting at an institution that is no longer routing's choice is handed
+        over to the new one (its clocks start again)."""
+        self.check(session, ticket, "reclassify", actor=actor, expected_version=expected_version)
+        key = (category_key or "").strip()
+        why = (reason or "").strip()
+        if not why:
+            raise InvalidRequest("a re-classification needs a reason")
+        if catalogue_repository.category(session, key) is None:
+            known = ", ".join(c.key for c in catalogue_repository.categories(session))
+            raise InvalidRequest(f"no service category {key!r}; one of {known}")
+        if key == ticket.category:
+            raise InvalidRequest(f"ticket {ticket.number} is already in category {key}")
+        now = now or utcnow()
+        previous = ticket.category
+        classification = dict(ticket.classification or {})
+        classification["reclassified"] = {
+            "from": previous,
+            "to": key,
+            "by": actor.name,
+            "reason": why,
+            "at": now.isoformat(),
+        }
+        changes: dict[str, Any] = {"category": key, "classification": classification}
+        data: dict[str, Any] = {"from": previous, "to": key}
+        decision = (
+            self.suggest(session, ticket, category=key) if ticket.accepted_at is None else None
+        )
+        held = self._held(ticket)
+        hand_over = (
+            decision is not None
+            and ticket.state == TicketState.dispatched
+            and decision.institution_id != ticket.institution_id
+        )
+        if decision is not None:
+            data["routed_to"] = decision.institution_id
+        if hand_over:
+            assert decision is not None
+            changes.update(self._handover(ticket, decision, key, now))
+            data["previous_institution_id"] = ticket.institution_id
+        self._move(
+            session,
+            ticket,
+            "reclassify",
+            actor=actor,
+            note=why,
+            data=data,
+            changes=changes,
+            now=now,
+        )
+        if hand_over:
+            assert decision is not None
+            self._after_handover(session, ticket, decision, held, now)
+        elif decision is not None:
+            self._record_routing(session, ticket, decision, now)
+        session.flush()
+        return ticket
+
+    def add_note(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        actor: Actor,
+        text: str,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Ticket:
+        """A note on the timeline (an agent's, or an institution's progress note). It counts as
+        a change: whoever acts next on an older version is shown the note first."""
+        self.check(session, ticket, "note", actor=actor, expected_version=expected_version)
+        body = (text or "").strip()
+        if not body:
+            raise InvalidRequest("a note needs some text")
+        if len(body) > NOTE_MAX:
+            raise InvalidRequest(f"a note is at most {NOTE_MAX} characters")
+        self._move(
+            session,
+            ticket,
+            "note",
+            actor=actor,
+            note=body,
+            expected_version=expected_version,
+            now=now,
+        )
+        return ticket
+
+    def send_sms(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        actor: Actor,
+        text: str,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Ticket:
+        """A text to the firm from the hotline's number, refused when the firm opted out (退订).
+        The event records it; the outbox job sends it after commit (and checks the opt-out
+        again, which may have arrived meanwhile)."""
+        self.check(session, ticket, "sms", actor=actor, expected_version=expected_version)
+        body = (text or "").strip()
+        if not body:
+            raise InvalidRequest("an SMS needs some text")
+        if len(body) > SMS_MAX:
+            raise InvalidRequest(f"an SMS from the ticket page is at most {SMS_MAX} characters")
+        firm = self.firm_of(session, ticket)
+        if firm is not None and firm.sms_opted_out:
+            raise InvalidRequest(
+                f"the firm of ticket {ticket.number} has opted out of SMS; call it instead"
+            )
+        event = self._move(
+            session,
+            ticket,
+            "sms",
+            actor=actor,
+            note=body,
+            data={"to": mask_phone(ticket.caller_phone)},
+            now=now,
+        )
+        assert ticket.id is not None and event.id is not None
+        outbox.add(session, "sms_firm", {"event_id": event.id}, ticket_id=ticket.id)
+        session.flush()
+        return ticket
+
+    def deliver_sms(self, session: Session, payload: dict[str, Any], now: datetime) -> JobOutcome:
+        """The ``sms_firm`` job: send the text an ``sms`` event recorded, through the telephony
+        port (which records it, or records it ``suppressed`` for a firm that opted out)."""
+        event = session.get(TicketEvent, int(payload["event_id"]))
+        if event is None or event.action != "sms":
+            return JobOutcome("obsolete: no such message")
+        ticket = self.repository.by_id(session, event.ticket_id)
+        assert ticket is not None
+        prefix = SMS_SIGNATURE.get(ticket.language, SMS_SIGNATURE["zh"])
+        body = event.note if event.note.startswith(prefix) else prefix + event.note
+        message = telephony.current().sms_firm(
+            session,
+            self.firm_of(session, ticket),
+            to=ticket.caller_phone,
+            body=body,
+            purpose="agent_sms",
+            ticket_id=ticket.id,
+        )
+        return JobOutcome(f"sms {message.status}", {"message_id": message.id})
+
+    def firm_of(self, session: Session, ticket: Ticket) -> Firm | None:
+        firm = self.repository.firm(session, ticket.firm_id)
+        if firm is None and ticket.caller_phone:
+            firm = self.repository.firm_by_phone(session, ticket.caller_phone)
+        return firm
+
+    def reveal_phone(
+        self, session: Session, ticket: Ticket, *, actor: Actor, now: datetime | None = None
+    ) -> TicketEvent:
+        """The caller's whole number shown to someone who calls back: allowed to the callback
+        roles only, and every reveal is an event. Not a change of the ticket (no version)."""
+        self.check(session, ticket, "phone_reveal", actor=actor)
+        event = self._event(
+            session, ticket, actor, "phone_reveal", from_state=ticket.state.value, at=now
+        )
+        session.flush()
+        return event
+
     def dispatch(
         self,
         session: Session,
@@ -452,8 +663,8 @@ class TicketService:
         if decision is None:
             decision = self._decide(session, ticket, institution_id)
         now = now or utcnow()
-        due = self.policy.due_times(self.calendar, ticket.category, now)
-        previous_holder = ticket.institution_id if ticket.counts_as_open else None
+        previous_holder = self._held(ticket)
+        changes = self._handover(ticket, decision, ticket.category, now)
         self._move(
             session,
             ticket,
@@ -461,22 +672,65 @@ class TicketService:
             actor=actor,
             note=note,
             data={"institution_id": decision.institution_id, "tier": decision.tier},
-            changes={
-                "institution_id": decision.institution_id,
-                "counts_as_open": True,
-                "dispatched_at": now,
-                "accepted_at": None,
-                "first_contact_at": None,
-                "accept_due_at": due.accept,
-                "contact_due_at": due.contact,
-                "resolve_due_at": due.resolve,
-                "escalation_level": 0,
-            },
+            changes=changes,
             now=now,
         )
+        self._after_handover(session, ticket, decision, previous_holder, now)
+        session.flush()
+        return ticket
+
+    def _handover(
+        self, ticket: Ticket, decision: RoutingDecision, category: str | None, now: datetime
+    ) -> dict[str, Any]:
+        """The ticket's columns for a case sent to ``decision``'s institution: its clocks start
+        again, on the (possibly new) category's SLA."""
+        due = self.policy.due_times(self.calendar, category, now)
+        return {
+            "institution_id": decision.institution_id,
+            "counts_as_open": True,
+            "dispatched_at": now,
+            "accepted_at": None,
+            "first_contact_at": None,
+            "accept_due_at": due.accept,
+            "contact_due_at": due.contact,
+            "resolve_due_at": due.resolve,
+            "escalation_level": 0,
+        }
+
+    def _after_handover(
+        self,
+        session: Session,
+        ticket: Ticket,
+        decision: RoutingDecision,
+        previous_holder: int | None,
+        now: datetime,
+    ) -> None:
+        """After the ticket's UPDATE (row locks in one order): capacity moves to the new
+        institution, the decision is stored, the SLA timers are written for the new clocks."""
+        assert ticket.id is not None
         if previous_holder is not None:
             catalogue_repository.adjust_open_cases(session, previous_holder, -1)
         catalogue_repository.adjust_open_cases(session, decision.institution_id, +1)
+        self._record_routing(session, ticket, decision, now)
+        for clock, due_at in (
+            ("accept", ticket.accept_due_at),
+            ("contact", ticket.contact_due_at),
+            ("resolve", ticket.resolve_due_at),
+        ):
+            assert due_at is not None
+            outbox.add(
+                session,
+                "sla_check",
+                {"ticket_id": ticket.id, "clock": clock, "due": as_utc(due_at).isoformat()},
+                run_at=due_at,
+                ticket_id=ticket.id,
+                queue="high",
+            )
+
+    def _record_routing(
+        self, session: Session, ticket: Ticket, decision: RoutingDecision, now: datetime
+    ) -> None:
+        assert ticket.id is not None
         record = decision.to_dict()
         session.add(
             RoutingRecord(
@@ -491,24 +745,30 @@ class TicketService:
                 candidates=record["candidates"],
             )
         )
-        for clock, due_at in (
-            ("accept", due.accept),
-            ("contact", due.contact),
-            ("resolve", due.resolve),
-        ):
-            outbox.add(
-                session,
-                "sla_check",
-                {"ticket_id": ticket.id, "clock": clock, "due": due_at.isoformat()},
-                run_at=due_at,
-                ticket_id=ticket.id,
-                queue="high",
-            )
-        session.flush()
-        return ticket
+
+    def suggest(
+        self, session: Session, ticket: Ticket, *, category: str | None = None
+    ) -> RoutingDecision | None:
+        """Routing's choice for the ticket now (excluding institutions that declined it), or
+        None when it cannot be routed (no category, an incomplete catalogue). Stores nothing."""
+        category = category or ticket.category
+        if not category:
+            return None
+        try:
+            return self._decide(session, ticket, None, category=category)
+        except (TicketError, LookupError, ValueError, RuntimeError) as exc:
+            # Routing's own refusals (an unknown district, no municipal platform) leave the
+            # choice to the agent; they must not block what asked for the suggestion.
+            log.warning("ticket %s: no routing suggestion: %s", ticket.number, exc)
+            return None
 
     def _decide(
-        self, session: Session, ticket: Ticket, institution_id: int | None
+        self,
+        session: Session,
+        ticket: Ticket,
+        institution_id: int | None,
+        *,
+        category: str | None = None,
     ) -> RoutingDecision:
         if institution_id is not None:
             chosen = catalogue_repository.institution(session, institution_id)
@@ -523,14 +783,15 @@ class TicketService:
                 candidates=[],
                 inputs={"category": ticket.category, "district": ticket.district_code},
             )
-        if not ticket.category:
+        category = category or ticket.category
+        if not category:
             raise InvalidRequest(f"ticket {ticket.number} has no category to route on")
         from routing.match import match
 
         assert ticket.id is not None
         return match(
             session,
-            category=ticket.category,
+            category=category,
             place=ticket.district_code,
             cluster=ticket.cluster_code,
             exclude=self.repository.declined_by(session, ticket.id),
@@ -572,11 +833,12 @@ class TicketService:
         now: datetime | None = None,
     ) -> Ticket:
         """The institution refuses the case (with a reason); it goes to the next best one."""
+        # Who may act is answered before what they sent: a forbidden role hears 403, not 422.
+        self.check(session, ticket, "decline", actor=actor, expected_version=expected_version)
         if not (note or "").strip():
             raise InvalidRequest("a decline needs a reason in the note")
         now = now or utcnow()
         declined_institution = ticket.institution_id
-        self.check(session, ticket, "decline", actor=actor, expected_version=expected_version)
         held = self._held(ticket)
         self._move(
             session,
@@ -814,6 +1076,7 @@ class TicketService:
         now: datetime | None = None,
     ) -> Ticket:
         """Spam, a duplicate (of ``duplicate_of``) or withdrawn by the firm."""
+        self.check(session, ticket, "cancel", actor=actor, expected_version=expected_version)
         try:
             closure = Closure(reason)
         except ValueError:
@@ -825,7 +1088,6 @@ class TicketService:
         if closure == Closure.duplicate and (duplicate_of is None or duplicate_of.id == ticket.id):
             raise InvalidRequest("a duplicate names the (other) ticket it duplicates")
         now = now or utcnow()
-        self.check(session, ticket, "cancel", actor=actor, expected_version=expected_version)
         held = self._held(ticket)
         changes = {
             "counts_as_open": False,
@@ -1174,6 +1436,11 @@ ticket_service = TicketService(ticket_repository)
 intake = ticket_service.intake
 open_ticket = ticket_service.open_ticket
 claim = ticket_service.claim
+release = ticket_service.release
+reclassify = ticket_service.reclassify
+add_note = ticket_service.add_note
+send_sms = ticket_service.send_sms
+reveal_phone = ticket_service.reveal_phone
 dispatch = ticket_service.dispatch
 accept = ticket_service.accept
 decline = ticket_service.decline

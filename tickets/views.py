@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session
@@ -13,8 +14,14 @@ from kb.repository import catalogue_repository
 from tickets import lifecycle
 from tickets.errors import TicketError
 from tickets.models import Role, Ticket
-from tickets.phones import mask_phone
-from tickets.repository import TicketFilter, ticket_repository
+from tickets.numbers import normalise
+from tickets.phones import mask_phone, normalise_phone
+from tickets.repository import (
+    TicketFilter,
+    find_institutions,
+    possible_originals,
+    ticket_repository,
+)
 from tickets.schemas import (
     ClockPublic,
     EventPublic,
@@ -153,5 +160,70 @@ def allowed_actions(session: Session, ticket: Ticket, actor: Actor) -> list[str]
             ticket_service.check(session, ticket, action, actor=actor)
         except TicketError:
             continue
+        if action == "release" and actor.role == Role.agent and ticket.assignee != actor.name:
+            continue  # an agent gives up only their own claim
         found.append(action)
     return found
+
+
+@dataclass(frozen=True)
+class DispatchChoice:
+    """An institution the ticket may be sent to: routing's choice and runners-up (with their
+    score), or one an agent searched for by name."""
+
+    institution_id: int
+    name_zh: str
+    name_en: str
+    tier: str
+    score: float | None = None
+    searched: bool = False
+
+
+def dispatch_choices(session: Session, ticket: Ticket, *, find: str = "") -> list[DispatchChoice]:
+    """Routing's current choice first, then its runners-up (those that declined the ticket
+    left out), then the active institutions whose name or code contains ``find``."""
+    choices: list[DispatchChoice] = []
+    seen: set[int] = set()
+    decision = ticket_service.suggest(session, ticket)
+    if decision is not None:
+        ranked = [
+            (
+                decision.institution_id,
+                decision.name_zh,
+                decision.name_en,
+                decision.tier,
+                decision.score,
+            ),
+            *(
+                (c.institution_id, c.name_zh, c.name_en, c.tier, c.score)
+                for c in decision.candidates
+            ),
+        ]
+        for institution_id, name_zh, name_en, tier, score in ranked:
+            if institution_id in seen:
+                continue
+            seen.add(institution_id)
+            choices.append(DispatchChoice(institution_id, name_zh, name_en, tier, score))
+    for found in find_institutions(session, find[:64]):
+        if found.id is None or found.id in seen:
+            continue
+        seen.add(found.id)
+        choices.append(
+            DispatchChoice(found.id, found.name_zh, found.name_en, found.tier.value, searched=True)
+        )
+    return choices
+
+
+def duplicate_choices(session: Session, ticket: Ticket, *, find: str = "") -> Sequence[Ticket]:
+    """Tickets the given one may duplicate: the one numbered ``find``, or those from the phone
+    number ``find``, or (no search) the other tickets of the same caller."""
+    wanted = find.strip()[:64]
+    if not wanted:
+        return possible_originals(session, ticket)
+    number = normalise(wanted)
+    if number:
+        return possible_originals(session, ticket, number=number)
+    phone = normalise_phone(wanted)
+    if phone:
+        return possible_originals(session, ticket, phone=phone)
+    return []

@@ -18,14 +18,22 @@ from hotline.authz import CALLBACK_ROLES, visible_ticket
 from hotline.deps import SessionDep
 from hotline.web import queries
 from hotline.web.auth import CsrfUser, Forbidden, WebUser, require
-from hotline.web.render import is_htmx, render
+from hotline.web.render import is_htmx, render, translator
 from kb.db import utcnow
+from kb.repository import catalogue_repository
 from tickets import lifecycle
-from tickets.errors import InvalidRequest, NotFound, NotPermitted, TicketConflict, TicketError
-from tickets.models import Channel, Closure, Role, Ticket, TicketEvent, TicketState
+from tickets.errors import (
+    InvalidRequest,
+    NotFound,
+    NotPermitted,
+    StaleTicket,
+    TicketConflict,
+    TicketError,
+)
+from tickets.models import Channel, Closure, Role, Ticket, TicketState
 from tickets.repository import ticket_repository
-from tickets.service import ticket_service
-from tickets.views import ticket_detail
+from tickets.service import Actor, ticket_service
+from tickets.views import dispatch_choices, duplicate_choices, ticket_detail
 
 router = APIRouter(include_in_schema=False)
 
@@ -116,10 +124,17 @@ def portal_rows(request: Request, session: SessionDep, user: InstitutionUser) ->
 
 
 def _ticket_context(
-    session: Session, ticket: Ticket, user: WebUser, *, revealed: bool = False
+    session: Session,
+    ticket: Ticket,
+    user: WebUser,
+    *,
+    revealed: bool = False,
+    find: str = "",
+    original: str = "",
 ) -> dict[str, Any]:
     assert ticket.id is not None
     detail = ticket_detail(session, ticket, actor=user.actor)
+    acts = set(detail.actions)
     routing = detail.routing
     candidate_ids = {ticket.institution_id} if ticket.institution_id else set()
     if routing is not None:
@@ -135,7 +150,7 @@ def _ticket_context(
     return {
         "ticket": ticket,
         "detail": detail,
-        "firm": ticket_repository.firm(session, ticket.firm_id),
+        "firm": ticket_service.firm_of(session, ticket),
         "messages": queries.messages_of(session, ticket.id),
         "institutions": queries.institution_names(session, {i for i in candidate_ids if i}),
         "names": queries.names(session),
@@ -143,6 +158,13 @@ def _ticket_context(
         "may_reveal": user.role in CALLBACK_ROLES,
         "related": related,
         "cancel_reasons": [c.value for c in (Closure.duplicate, Closure.spam, Closure.withdrawn)],
+        "dispatch_choices": (
+            dispatch_choices(session, ticket, find=find) if "dispatch" in acts else []
+        ),
+        "find": find,
+        "originals": duplicate_choices(session, ticket, find=original) if "cancel" in acts else [],
+        "original": original,
+        "categories": catalogue_repository.categories(session) if "reclassify" in acts else [],
         "problem": None,
         "done": None,
     }
@@ -160,8 +182,15 @@ def ticket_page(number: str, request: Request, session: SessionDep, user: AnyUse
         ticket = visible_ticket(session, number, user.actor)
     except TicketError as exc:
         return _error_page(request, exc)
-    context = _ticket_context(session, ticket, user)
-    done = request.query_params.get("done")
+    params = request.query_params
+    context = _ticket_context(
+        session,
+        ticket,
+        user,
+        find=params.get("find", "").strip()[:64],
+        original=params.get("original", "").strip()[:64],
+    )
+    done = params.get("done")
     context["done"] = done if done in lifecycle.PUBLIC_ACTIONS else None
     return render(request, "ticket.html", context)
 
@@ -173,19 +202,10 @@ def reveal_phone(number: str, request: Request, session: SessionDep, user: CsrfU
         raise Forbidden()
     try:
         ticket = visible_ticket(session, number, user.actor)
+        ticket_service.reveal_phone(session, ticket, actor=user.actor)
     except TicketError as exc:
+        session.rollback()
         return _error_page(request, exc)
-    assert ticket.id is not None
-    session.add(
-        TicketEvent(
-            ticket_id=ticket.id,
-            actor=user.actor.name,
-            actor_role=user.role.value,
-            action="phone_reveal",
-            from_state=ticket.state.value,
-            to_state=ticket.state.value,
-        )
-    )
     session.commit()
     if is_htmx(request):
         return render(request, "_phone.html", {"ticket": ticket, "revealed": True})
@@ -208,6 +228,7 @@ def act(
     institution_id: Annotated[str, Form()] = "",
     reason: Annotated[str, Form(max_length=32)] = "",
     duplicate_of: Annotated[str, Form(max_length=32)] = "",
+    category: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     if action not in lifecycle.PUBLIC_ACTIONS:
         return render(request, "error.html", {"message": "error.not_found"}, status=404)
@@ -221,14 +242,23 @@ def act(
         "note": note.strip() or None,
         "expected_version": _int(version),
     }
+    versioned: dict[str, Any] = {"actor": actor, "expected_version": common["expected_version"]}
     try:
         if action == "dispatch":
             ticket_service.dispatch(session, ticket, institution_id=_int(institution_id), **common)
         elif action == "cancel":
-            duplicate = visible_ticket(session, duplicate_of, actor) if duplicate_of else None
+            duplicate = _original(session, duplicate_of, actor) if duplicate_of.strip() else None
             ticket_service.cancel(session, ticket, reason=reason, duplicate_of=duplicate, **common)
         elif action == "escalate":
             ticket_service.escalate(session, ticket, reason=reason or "manual", **common)
+        elif action == "reclassify":
+            ticket_service.reclassify(
+                session, ticket, category_key=category, reason=note, **versioned
+            )
+        elif action == "note":
+            ticket_service.add_note(session, ticket, text=note, **versioned)
+        elif action == "sms":
+            ticket_service.send_sms(session, ticket, text=note, **versioned)
         else:
             getattr(ticket_service, action)(session, ticket, **common)
         session.commit()
@@ -236,6 +266,15 @@ def act(
         session.rollback()
         return _refused(request, session, number, user, exc)
     return RedirectResponse(f"/tickets/{ticket.number}?done={action}", status_code=303)
+
+
+def _original(session: Session, number: str, actor: Actor) -> Ticket:
+    """The ticket a duplicate names; a number that leads nowhere is the form's mistake (422),
+    not a missing page."""
+    try:
+        return visible_ticket(session, number, actor)
+    except NotFound:
+        raise InvalidRequest(f"no ticket {number.strip()} to be the original") from None
 
 
 def _refused(
@@ -250,16 +289,28 @@ def _refused(
         return _error_page(request, again)
     context = _ticket_context(session, ticket, user)
     status = 422
-    if isinstance(exc, TicketConflict):
+    if isinstance(exc, StaleTicket):
         status = 409
-        assert ticket.id is not None
-        events = ticket_repository.events(session, ticket.id)
-        who = events[-1].actor if events else "?"
         context["problem"] = (
             "ticket.changed",
-            {"who": who, "version": ticket.version, "state": ticket.state.value},
+            {
+                "who": _last_changed_by(session, ticket),
+                "version": ticket.version,
+                "state": translator(request).label("state", ticket.state.value),
+            },
             str(exc),
         )
+    elif isinstance(exc, TicketConflict):
+        status = 409
+        context["problem"] = ("ticket.not_allowed", {}, str(exc))
     elif isinstance(exc, InvalidRequest):
-        context["problem"] = ("", {}, str(exc))
+        context["problem"] = ("ticket.invalid", {}, str(exc))
     return render(request, "ticket.html", context, status=status)
+
+
+def _last_changed_by(session: Session, ticket: Ticket) -> str:
+    """Who made the latest change (a reveal or a notice to a platform changes nothing)."""
+    assert ticket.id is not None
+    events = ticket_repository.events(session, ticket.id)
+    changes = [e for e in events if e.action not in lifecycle.NOTE_ACTIONS] or list(events)
+    return changes[-1].actor if changes else "?"

@@ -120,12 +120,27 @@ def test_an_agent_claims_and_reroutes_and_the_institution_resolves(
     page.click("#act-claim")
     page.wait_for_selector(".done[data-done=claim]", timeout=5000)
     assert _ticket(session, number).assignee == "user:li"
-    # Re-route: pick a candidate other than the institution that declined.
+    # A note, with markup that must stay text.
+    page.fill("#note-text", "企业说<b>下午</b>方便接电话")
+    page.click("#act-note")
+    page.wait_for_selector(".done[data-done=note]", timeout=5000)
+    assert page.locator("ol.timeline .note", has_text="企业说<b>下午</b>方便接电话").count() == 1
+    # Re-classify: the firm's loan is for new equipment, a technology upgrade; routing runs again.
+    page.select_option("#reclassify-to", "technology")
+    page.fill("form[action$='/reclassify'] input[name=note]", "贷款用于技术改造，转技术创新服务")
+    page.click("#act-reclassify")
+    page.wait_for_selector(".done[data-done=reclassify]", timeout=5000)
+    reclassified = _ticket(session, number)
+    assert (reclassified.category, reclassified.state.value) == ("technology", "declined")
+    assert page.locator("ol.timeline", has_text="投融资服务 → 技术创新和质量服务").count() == 1
+    # Re-route: pick one of routing's candidates for the new category (the decliner left out).
     options = page.locator("#dispatch-to option")
     values = [options.nth(i).get_attribute("value") for i in range(options.count())]
     chosen = next(v for v in values if v and int(v) != first)
     page.select_option("#dispatch-to", chosen)
+    page.locator("section.acts").scroll_into_view_if_needed()
     _shot(page, "ticket")
+    page.screenshot(path=str(ARTIFACTS / "ticket-full.png"), full_page=True)
     page.click("#act-dispatch")
     page.wait_for_selector(".done[data-done=dispatch]", timeout=5000)
     rerouted = _ticket(session, number)
@@ -141,7 +156,8 @@ def test_an_agent_claims_and_reroutes_and_the_institution_resolves(
     other.click("#act-accept")
     other.wait_for_selector(".done[data-done=accept]", timeout=5000)
     other.fill("form[action$='/resolve'] input[name=note]", "已对接贷款")
-    other.click("#act-resolve")
+    other.locator("h1").click()  # out of the field: keys are shortcuts again
+    other.keyboard.press("r")  # r marks it resolved
     other.wait_for_selector(".done[data-done=resolve]", timeout=5000)
     _shot(other, "ticket-resolved")
     assert _ticket(session, number).state.value == "resolved"

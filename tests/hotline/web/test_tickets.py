@@ -12,7 +12,15 @@ from sqlmodel import Session, select
 from kb.db import utcnow
 from tests.hotline.web.conftest import Browser, Cast, page_csrf
 from tests.tickets.conftest import AGENT, open_request
-from tickets.models import InboundMessage, Role, Ticket, TicketEvent, TicketKind
+from tickets.models import (
+    Firm,
+    InboundMessage,
+    OutboxMessage,
+    Role,
+    Ticket,
+    TicketEvent,
+    TicketKind,
+)
 from tickets.service import Actor, ticket_service
 
 PHONE = "+8613800138000"
@@ -372,3 +380,256 @@ def test_hostile_sms_bodies_are_shown_as_text(
         assert "<script>alert" not in page and "<img src=x" not in page and "<b>reply" not in page
     page = browser("li").get(f"/tickets/{made.number}").text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+# --- the page's other actions: release, re-classify, note, SMS, reveal -----------------------
+
+
+@pytest.fixture
+def held(session: Session, cast: Cast) -> Ticket:
+    """A ticket dispatched to the bank and claimed by agent li (version 3)."""
+    opened = open_request(session, now=utcnow())
+    ticket_service.claim(session, opened, actor=LI)
+    ticket_service.dispatch(session, opened, actor=LI, institution_id=cast.bank.id)
+    session.commit()
+    return opened
+
+
+def _events_of(session: Session, ticket: Ticket) -> list[TicketEvent]:
+    with Session(session.get_bind()) as other:
+        return list(
+            other.exec(
+                select(TicketEvent)
+                .where(TicketEvent.ticket_id == ticket.id)
+                .order_by(TicketEvent.id)  # type: ignore[arg-type]
+            ).all()
+        )
+
+
+# What each action needs in its form, and the event it writes.
+FORMS = {
+    "release": {},
+    "reclassify": {"category": "legal", "note": "合同纠纷，属法律服务"},
+    "note": {"note": "企业下午三点后方便接电话"},
+    "sms": {"note": "您的诉求已转交服务机构"},
+}
+
+
+@pytest.mark.parametrize(
+    ("username", "action", "status"),
+    [
+        ("li", "release", 303),
+        ("wang", "release", 403),  # not their claim
+        ("zhao", "release", 303),
+        ("root", "release", 303),
+        ("bank", "release", 403),
+        ("other", "release", 403),
+        ("li", "reclassify", 303),
+        ("zhao", "reclassify", 303),
+        ("root", "reclassify", 303),
+        ("bank", "reclassify", 403),
+        ("other", "reclassify", 403),
+        ("li", "note", 303),
+        ("zhao", "note", 303),
+        ("root", "note", 303),
+        ("bank", "note", 303),  # a progress note on its own ticket
+        ("other", "note", 403),
+        ("li", "sms", 303),
+        ("zhao", "sms", 303),
+        ("root", "sms", 403),
+        ("bank", "sms", 403),
+        ("other", "sms", 403),
+    ],
+)
+def test_page_actions_by_role(
+    browser: Browser, held: Ticket, session: Session, username: str, action: str, status: int
+) -> None:
+    before = len(_events_of(session, held))
+    answer = _post(browser(username), held.number, action, version=held.version, **FORMS[action])
+    assert answer.status_code == status, answer.text[:400]
+    events = _events_of(session, held)
+    if status == 303:
+        assert answer.headers["location"] == f"/tickets/{held.number}?done={action}"
+        assert events[-1].action == action and events[-1].actor == f"user:{username}"
+        assert _fresh(session, held.number).version == held.version + 1
+    else:
+        assert len(events) == before  # refused: nothing written
+
+
+@pytest.mark.parametrize("action", [*FORMS, "reveal"])
+def test_page_actions_refuse_the_anonymous(
+    anonymous: TestClient, held: Ticket, session: Session, action: str
+) -> None:
+    before = len(_events_of(session, held))
+    answer = anonymous.post(
+        f"/tickets/{held.number}/{action}",
+        data={"version": str(held.version), **FORMS.get(action, {})},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+    assert len(_events_of(session, held)) == before
+
+
+@pytest.mark.parametrize("action", [*FORMS, "reveal"])
+def test_page_actions_need_the_csrf_token(
+    browser: Browser, held: Ticket, session: Session, action: str
+) -> None:
+    client = browser("li")
+    before = len(_events_of(session, held))
+    for token in ({}, {"csrf_token": "forged"}):
+        answer = client.post(
+            f"/tickets/{held.number}/{action}",
+            data={"version": str(held.version), **FORMS.get(action, {}), **token},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 403
+        assert "表单已失效" in answer.text
+    assert len(_events_of(session, held)) == before
+    assert _fresh(session, held.number).version == held.version
+
+
+@pytest.mark.parametrize(
+    ("username", "status"),
+    [("li", 200), ("zhao", 200), ("bank", 200), ("root", 403), ("other", 403)],
+)
+def test_reveal_by_role(
+    browser: Browser, held: Ticket, session: Session, username: str, status: int
+) -> None:
+    client = browser(username)
+    csrf = page_csrf(client, "/queue" if username in ("li", "zhao", "root") else "/portal")
+    answer = client.post(f"/tickets/{held.number}/reveal", data={"csrf_token": csrf})
+    assert answer.status_code == status
+    reveals = [e.actor for e in _events_of(session, held) if e.action == "phone_reveal"]
+    assert reveals == ([f"user:{username}"] if status == 200 else [])
+    assert (PHONE in answer.text) == (status == 200)
+    assert _fresh(session, held.number).version == held.version  # a reveal changes nothing
+
+
+def test_the_callback_roles_are_the_domains() -> None:
+    from hotline.authz import CALLBACK_ROLES
+    from tickets import lifecycle
+
+    assert lifecycle.CALLBACK == CALLBACK_ROLES
+
+
+@pytest.mark.parametrize("action", ["reclassify", "note", "release", "sms", "dispatch"])
+def test_a_stale_page_action_shows_who_changed_it_and_the_new_state(
+    browser: Browser, ticket: Ticket, session: Session, action: str
+) -> None:
+    _claim_as_li(session, ticket.number)  # version 2
+    wang = browser("wang")
+    assert _post(wang, ticket.number, "note", version=2, note="王已回电").status_code == 303
+    fields = {**FORMS.get(action, {}), "institution_id": ""}
+    answer = _post(browser("li"), ticket.number, action, version=2, **fields)
+    assert answer.status_code == 409
+    assert "工单已被 user:wang 修改（现为第 3 版，状态：新建）" in answer.text
+    assert "王已回电" in answer.text  # the page shows the ticket as it is now
+    fresh = _fresh(session, ticket.number)
+    assert (fresh.version, fresh.category, fresh.assignee) == (3, "financing", "user:li")
+    assert [e.action for e in _events_of(session, ticket)][-1] == "note"
+
+
+def test_a_note_with_hostile_html_is_shown_as_text(
+    browser: Browser, ticket: Ticket, session: Session
+) -> None:
+    client = browser("li")
+    assert _post(client, ticket.number, "note", version=1, note=HOSTILE).status_code == 303
+    page = client.get(f"/tickets/{ticket.number}").text
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+def test_reclassify_through_the_page_routes_again(
+    browser: Browser, held: Ticket, cast: Cast, session: Session
+) -> None:
+    client = browser("li")
+    empty = _post(client, held.number, "reclassify", version=3, category="legal", note=" ")
+    assert empty.status_code == 422 and "needs a reason" in empty.text
+    unknown = _post(client, held.number, "reclassify", version=3, category="magic", note="x")
+    assert unknown.status_code == 422 and "no service category" in unknown.text
+    answer = _post(client, held.number, "reclassify", version=3, **FORMS["reclassify"])
+    assert answer.status_code == 303
+    fresh = _fresh(session, held.number)
+    assert fresh.category == "legal" and fresh.institution_id != cast.bank.id
+    page = client.get(answer.headers["location"]).text
+    assert 'data-done="reclassify"' in page
+    assert "合同纠纷，属法律服务" in page and "投融资服务 → 法律服务" in page
+
+
+def test_sms_honours_the_opt_out_on_the_page(
+    browser: Browser, ticket: Ticket, session: Session
+) -> None:
+    client = browser("li")
+    assert 'id="act-sms"' in client.get(f"/tickets/{ticket.number}").text
+    assert _post(client, ticket.number, "sms", version=1, note="已受理").status_code == 303
+    jobs = session.exec(select(OutboxMessage).where(OutboxMessage.task == "sms_firm")).all()
+    assert len(jobs) == 1
+    firm = session.get_one(Firm, ticket.firm_id)
+    firm.sms_opted_out = True
+    session.add(firm)
+    session.commit()
+    page = client.get(f"/tickets/{ticket.number}").text
+    assert 'id="act-sms"' not in page and "该企业已退订短信" in page
+    refused = _post(client, ticket.number, "sms", version=2, note="再发一条")
+    assert refused.status_code == 422 and "opted out of SMS" in refused.text
+    assert (
+        len(session.exec(select(OutboxMessage).where(OutboxMessage.task == "sms_firm")).all()) == 1
+    )
+
+
+def test_reroute_from_a_searched_institution(
+    browser: Browser, ticket: Ticket, cast: Cast, session: Session
+) -> None:
+    client = browser("li")
+    page = client.get(f"/tickets/{ticket.number}").text
+    suggested = re.search(r'<optgroup label="路由推荐（按得分）">\s*<option value="(\d+)">', page)
+    assert suggested  # routing's choice and runners-up, with their scores
+    window = "win-yubei"
+    found = client.get(f"/tickets/{ticket.number}", params={"find": "WIN-YUBEI"}).text
+    option = re.search(r'<optgroup label="搜索结果">\s*<option value="(\d+)">', found)
+    assert option, found[:2000]
+    nothing = client.get(f"/tickets/{ticket.number}", params={"find": "no such place%"}).text
+    assert "没有找到匹配的机构" in nothing
+    answer = _post(client, ticket.number, "dispatch", version=1, institution_id=option.group(1))
+    assert answer.status_code == 303
+    fresh = _fresh(session, ticket.number)
+    assert fresh.institution_id == int(option.group(1))
+    with Session(session.get_bind()) as other:
+        from kb.models import Institution
+
+        assert other.get_one(Institution, fresh.institution_id).code == window
+
+
+def test_cancel_as_duplicate_searches_the_original(
+    browser: Browser, cast: Cast, session: Session
+) -> None:
+    original = open_request(session, now=utcnow())
+    elsewhere = open_request(session, now=utcnow(), phone="+8613700137000")
+    copy = open_request(session, now=utcnow(), summary="再问一次贷款的事")  # same caller
+    session.commit()
+    client = browser("li")
+    page = client.get(f"/tickets/{copy.number}").text
+    assert f'<option value="{original.number}">' in page  # the same caller's other ticket
+    assert f'<option value="{elsewhere.number}">' not in page
+    searched = client.get(f"/tickets/{copy.number}", params={"original": "13700137000"}).text
+    assert f'value="{elsewhere.number}"' in searched
+    unknown = _post(
+        client, copy.number, "cancel", version=1, reason="duplicate", duplicate_of="CQ2601010001-A"
+    )
+    assert unknown.status_code == 422 and "to be the original" in unknown.text
+    answer = _post(
+        client, copy.number, "cancel", version=1, reason="duplicate", duplicate_of=original.number
+    )
+    assert answer.status_code == 303
+    assert _fresh(session, copy.number).duplicate_of_id == original.id
+
+
+def test_the_claimant_sees_release_not_claim(browser: Browser, held: Ticket) -> None:
+    mine = browser("li").get(f"/tickets/{held.number}").text
+    assert 'id="act-release"' in mine
+    theirs = browser("wang").get(f"/tickets/{held.number}").text
+    assert 'id="act-release"' not in theirs
+    assert 'id="act-release"' in browser("zhao").get(f"/tickets/{held.number}").text
+    institution = browser("bank").get(f"/tickets/{held.number}").text
+    assert 'id="act-note"' in institution
+    assert not re.search(r'id="act-(release|reclassify|sms|dispatch|cancel)"', institution)
