@@ -67,16 +67,26 @@ class ActionRequest(BaseModel):
     version: int | None = Field(
         default=None, description="The version you read; a stale one is refused with 409"
     )
-    note: str | None = Field(default=None, max_length=4000)
+    note: str | None = Field(
+        default=None, max_length=4000, description="note: its text; sms: the text to send"
+    )
     institution_id: int | None = Field(default=None, description="dispatch: the institution")
     reason: str | None = Field(
-        default=None, description="cancel: spam, duplicate or withdrawn; escalate: why"
+        default=None,
+        description="cancel: spam, duplicate or withdrawn; escalate, reclassify: why",
+    )
+    category: str | None = Field(
+        default=None, max_length=32, description="reclassify: the new category's key"
     )
     duplicate_of: str | None = Field(default=None, description="cancel: the original ticket")
 
 
 Action = Literal[
     "claim",
+    "release",
+    "reclassify",
+    "note",
+    "sms",
     "dispatch",
     "accept",
     "decline",
@@ -191,6 +201,23 @@ def _perform(
         )
     elif action == "escalate":
         ticket_service.escalate(session, ticket, reason=body.reason or "manual", **common)
+    elif action == "reclassify":
+        ticket_service.reclassify(
+            session,
+            ticket,
+            actor=actor,
+            category_key=body.category or "",
+            reason=body.reason or "",
+            expected_version=body.version,
+        )
+    elif action == "note":
+        ticket_service.add_note(
+            session, ticket, actor=actor, text=body.note or "", expected_version=body.version
+        )
+    elif action == "sms":
+        ticket_service.send_sms(
+            session, ticket, actor=actor, text=body.note or "", expected_version=body.version
+        )
     else:
         getattr(ticket_service, action)(session, ticket, **common)
 

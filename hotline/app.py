@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,6 +22,9 @@ from hotline.settings import Settings, load_settings
 from hotline.web import routes_notices, routes_simulator
 from hotline.wiring import configure_domain
 from kb.db import get_engine
+from routing.classify import get_matcher
+from routing.index import catalogue_cache
+from routing.locate import default_gazetteer
 from tickets import outbox
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_domain(settings)
         app.state.redis = connect(resolve_redis_url(settings))
+        await run_in_threadpool(warm_up)
         try:
             yield
         finally:
@@ -70,6 +76,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     install_observability(app, settings)  # outermost: request id and latency around all else
     return app
+
+
+def warm_up() -> None:
+    """Build the classifier's matcher, the gazetteer and the routing catalogue before the first
+    caller arrives: each takes from a fraction of a second to seconds, and a webhook that paid for
+    them would answer a caller late (Twilio gives up after 15 s). A database that is not up yet
+    only postpones the catalogue to the first request."""
+    get_matcher()
+    default_gazetteer()
+    try:
+        with Session(get_engine()) as session:
+            catalogue_cache.get(session)
+    except SQLAlchemyError:
+        log.warning("routing catalogue not built at start-up: database unavailable")
 
 
 class RelayOutboxAfterResponse:

@@ -162,6 +162,7 @@ HANDLERS: dict[str, Handler] = {
     "revisit_answer_timeout": revisit_answer_timeout,
     "revisit_survey_sms": revisit_survey_sms,
     "revisit_survey_expired": revisit_survey_expired,
+    "sms_firm": ticket_service.deliver_sms,
 }
 
 

@@ -4,6 +4,7 @@ transition with 403 / 409 / 422 answers, keyset pagination and the measures."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,11 +12,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hotline.accounts.service import create_user, issue_token
+from hotline.api_tickets import Action
 from kb.db import utcnow
 from kb.models import Institution
 from tests.hotline.problems import problem
 from tests.tickets.conftest import local, open_request, service_institutions
-from tickets import service
+from tickets import lifecycle, service
 from tickets.models import OutboxMessage, TicketKind
 from tickets.service import Actor
 
@@ -123,6 +125,44 @@ def test_a_case_through_the_api(
     assert detail["events"][-1]["note"] == "firm disagrees"
     assert "dispatch" in detail["actions"] and "accept" not in detail["actions"]
     assert client.get("/api/tickets/CQ2612020999-A", headers=people.agent).status_code == 404
+
+
+def test_every_action_the_ui_offers_is_an_api_action() -> None:
+    assert set(get_args(Action)) == set(lifecycle.PUBLIC_ACTIONS)
+
+
+def test_claim_note_reclassify_sms_and_release_through_the_api(
+    client: TestClient, session: Session, people: People
+) -> None:
+    ticket = open_request(session, now=utcnow())
+    session.commit()
+    number = ticket.number
+
+    claimed = _post(client, people.agent, number, "claim", version=1)
+    assert claimed.status_code == 200 and claimed.json()["assignee"] == "user:li"
+    assert "release" in claimed.json()["actions"]
+    noted = _post(client, people.agent, number, "note", version=2, note="<b>called back</b>")
+    assert noted.status_code == 200 and noted.json()["events"][-1]["note"] == "<b>called back</b>"
+    missing = _post(client, people.agent, number, "reclassify", version=3, reason="legal need")
+    assert "no service category" in problem(missing, "body")["msg"]
+    moved = _post(
+        client, people.agent, number, "reclassify", version=3, category="legal", reason="a contract"
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["category"] == "legal"
+    sent = _post(client, people.agent, number, "sms", version=4, note="请带营业执照")
+    assert sent.status_code == 200 and sent.json()["events"][-1]["action"] == "sms"
+    # Another agent may not give up li's claim; li may.
+    assert _post(client, people.other_agent, number, "release", version=5).status_code == 403
+    released = _post(client, people.agent, number, "release", version=5)
+    assert released.status_code == 200 and released.json()["assignee"] is None
+    assert [e["action"] for e in released.json()["events"]][1:] == [
+        "claim",
+        "note",
+        "reclassify",
+        "sms",
+        "release",
+    ]
 
 
 def test_decline_cancel_and_escalate_need_what_they_need(

@@ -17,7 +17,7 @@ from hotline.queue import QUEUE_NAMES, queue
 from hotline.worker import protect_database_across_forks
 from kb.db import as_utc, utcnow
 from kb.models import Institution
-from tests.tickets.conftest import AGENT, dispatched, local, staff_of
+from tests.tickets.conftest import AGENT, dispatched, local, open_request, staff_of
 from tickets import service
 from tickets.models import OutboundMessage, OutboxMessage, Ticket, TicketEvent, TicketState
 from tickets.outbox import job_id, relay_outbox, session_factory_for
@@ -182,3 +182,23 @@ def test_timers_of_met_or_restarted_clocks_do_nothing(
     assert run_outbox_job(first_resolve.id or 0, now=late).startswith("obsolete")
     _reload(session, ticket)
     assert ticket.state == TicketState.dispatched and ticket.institution_id == other_bank.id
+
+
+def test_an_agents_sms_to_the_firm_is_sent_by_a_real_worker(
+    session: Session, clean_db: Engine, redis_conn: redis.Redis
+) -> None:
+    ticket = open_request(session, now=utcnow())
+    service.ticket_service.send_sms(session, ticket, actor=AGENT, text="请带营业执照到窗口办理")
+    session.commit()
+    relay_outbox(session_factory_for(clean_db), redis_conn)
+    work_burst(redis_conn)
+
+    (row,) = _rows(session, ticket, "sms_firm")
+    assert row.done_at is not None and row.result == "sms queued"
+    messages = session.exec(
+        select(OutboundMessage).where(OutboundMessage.purpose == "agent_sms")
+    ).all()
+    _done_reading(session)
+    assert [(m.to_number, m.body) for m in messages] == [
+        ("+8613800138000", "【中小企业服务热线】请带营业执照到窗口办理")
+    ]
