@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import URL, Engine, and_, create_engine, exists, func, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col, select
 
 from kb.models import Institution, Tier
@@ -46,8 +48,18 @@ class TicketFilter:
 
 class TicketRepository:
     def next_sequence(self, session: Session, day: str) -> int:
-        """The next number of the day. The UPDATE takes a row lock (PostgreSQL) or the write lock
-        (SQLite), so concurrent openings never share a number."""
+        """The next number of the day; concurrent openings never share a number.
+
+        On PostgreSQL the number is taken in a transaction of its own, one statement long: taken
+        inside the ticket's transaction, the day's counter row would stay locked until that
+        transaction commits, and every ticket opening in the city would wait for the one before
+        it. The price is a gap in the day's numbers when an opening then fails, which numbers
+        that only need to be unique and easy to read out can pay. SQLite has one writer at a time
+        anyway (and a second connection would wait for this transaction's own write lock), so
+        there the counter is updated in the ticket's transaction."""
+        bind = session.get_bind()
+        if bind.dialect.name == "postgresql":
+            return _take_number_apart(bind.engine.url, day)
         result = session.execute(
             update(TicketCounter)
             .where(col(TicketCounter.day) == day)
@@ -224,6 +236,30 @@ class TicketRepository:
 
 
 ticket_repository = TicketRepository()
+
+
+_numbering_engines: dict[str, Engine] = {}
+
+
+def _take_number_apart(url: URL, day: str) -> int:
+    key = url.render_as_string(hide_password=False)
+    engine = _numbering_engines.get(key)
+    if engine is None:
+        # No pool: a connection per number, so nothing is shared with the caller's pool (whose
+        # connections may all be held by requests waiting for a number) nor across a fork.
+        engine = _numbering_engines.setdefault(
+            key, create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        )
+    statement = (
+        pg_insert(TicketCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(
+            index_elements=[col(TicketCounter.day)], set_={"last": TicketCounter.last + 1}
+        )
+        .returning(col(TicketCounter.last))
+    )
+    with engine.connect() as connection:
+        return int(connection.execute(statement).scalar_one())
 
 
 # --- lookups for the ticket page's actions (re-route search, the original of a duplicate) ---

@@ -8,11 +8,12 @@ import threading
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from kb.models import Institution
-from tests.tickets.conftest import SUPERVISOR, dispatched, staff_of
+from tests.tickets.conftest import SUPERVISOR, dispatched, open_request, staff_of
 from tickets import service
 from tickets.errors import StaleTicket, TicketConflict
 from tickets.models import Ticket, TicketEvent, TicketState
@@ -105,3 +106,22 @@ def test_accept_racing_decline_leaves_one_consistent_outcome(
             select(TicketEvent.action).where(col(TicketEvent.ticket_id) == ticket.id)
         ).all()
         assert list(events) == ["open", "dispatch", "accept" if held else "decline"]
+
+
+def test_an_opening_does_not_hold_the_days_counter_until_it_commits(clean_db: Engine) -> None:
+    """On PostgreSQL a ticket's number is taken in a transaction of its own, so openings run
+    side by side; with the counter in the ticket's transaction the second opening would wait
+    for the first to commit (here: fail on the lock timeout)."""
+    if clean_db.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its openings are serial by design")
+    with Session(clean_db) as first:
+        slow = open_request(first, phone="+8613800138001")  # still open, not committed
+        with Session(clean_db) as second:
+            second.execute(text("SET LOCAL lock_timeout = '2s'"))
+            quick = open_request(second, phone="+8613800138002")
+            second.commit()
+            quick_number = quick.number
+        first.commit()
+        slow_number = slow.number
+    assert slow_number != quick_number
+    assert int(quick_number[8:12]) == int(slow_number[8:12]) + 1
