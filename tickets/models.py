@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, event
+from sqlalchemy import JSON, Column, Index, Text, and_, case, event, func
 from sqlmodel import Field, SQLModel
 
 from kb.db import enum_field, timestamp_field, utcnow
@@ -275,3 +275,53 @@ class OutboundMessage(SQLModel, table=True):
     provider_sid: str | None = Field(default=None, max_length=64)
     created_at: datetime = timestamp_field(default_factory=utcnow)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+# --- indexes of the hot read paths ---------------------------------------------------------
+# Declared with the tables (not only in their migration) so that autogenerate keeps them.
+
+# The states of the work queue's default view: every ticket someone still has to act on.
+QUEUE_STATES = (
+    TicketState.new,
+    TicketState.dispatched,
+    TicketState.accepted,
+    TicketState.in_progress,
+    TicketState.reopened,
+    TicketState.escalated,
+    TicketState.declined,
+)
+
+
+def queue_urgency() -> Any:
+    """The moment by which something must happen to a ticket, the queue's sort key: acceptance
+    while not yet accepted, then resolution; a ticket with no clock yet (not dispatched) counts
+    from its opening. The queue's indexes are built on this very expression, so the queries
+    must use it, not a copy."""
+    ticket = Ticket.__table__.c  # type: ignore[attr-defined]
+    return func.coalesce(
+        case((ticket.accepted_at.is_(None), ticket.accept_due_at)),
+        ticket.resolve_due_at,
+        ticket.created_at,
+    )
+
+
+_ticket = Ticket.__table__.c  # type: ignore[attr-defined]
+_queue_predicate = _ticket.state.in_([state.value for state in QUEUE_STATES])
+# The default view (service tickets in a queue state, most urgent first) reads this index in
+# order and stops after a page, however many tickets have ended.
+Index(
+    "ix_ticket_queue_open",
+    _ticket.kind,
+    queue_urgency(),
+    _ticket.id,
+    postgresql_where=_queue_predicate,
+    sqlite_where=_queue_predicate,
+)
+# A view narrowed to one state (and any further filter) reads this one in order.
+Index("ix_ticket_queue_state", _ticket.kind, _ticket.state, queue_urgency(), _ticket.id)
+# The ticket page lists the SMS of its ticket.
+Index("ix_inbound_message_ticket_id", InboundMessage.__table__.c.ticket_id)  # type: ignore[attr-defined]
+# The /metrics gauge of SLA breaches counts these rows, not the whole outbox.
+_outbox = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+_breach = and_(_outbox.task == "sla_check", _outbox.result == "escalated")
+Index("ix_outbox_sla_breaches", _outbox.id, postgresql_where=_breach, sqlite_where=_breach)

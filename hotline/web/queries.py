@@ -10,26 +10,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import DateTime, and_, bindparam, exists, func, literal, or_, tuple_
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session, col, select
 
 from kb.db import as_utc, utcnow
 from kb.models import Category, District, Institution
-from tickets.models import Channel, InboundMessage, Ticket, TicketKind, TicketState
+from tickets.models import (
+    QUEUE_STATES,
+    Channel,
+    InboundMessage,
+    Ticket,
+    TicketKind,
+    TicketState,
+    queue_urgency,
+)
 from tickets.numbers import normalise
 from tickets.phones import normalise_phone
-
-S = TicketState
-QUEUE_STATES = (
-    S.new,
-    S.dispatched,
-    S.accepted,
-    S.in_progress,
-    S.reopened,
-    S.escalated,
-    S.declined,
-)
 
 
 @dataclass(frozen=True)
@@ -61,13 +59,19 @@ class QueuePage:
 
 
 def _urgency() -> Any:
-    """The moment by which something must happen: acceptance while not yet accepted, then
-    resolution; a ticket with no clock yet (not dispatched) counts from its opening."""
-    return func.coalesce(
-        case((col(Ticket.accepted_at).is_(None), col(Ticket.accept_due_at)), else_=None),
-        col(Ticket.resolve_due_at),
-        col(Ticket.created_at),
+    """The sort key, exactly the expression the queue's indexes hold (see the model)."""
+    return queue_urgency()
+
+
+def _in_queue_states() -> Any:
+    """The default view's states, inlined in the SQL (not bound): the partial index
+    ``ix_ticket_queue_open`` is defined with this list, and PostgreSQL uses a partial index only
+    when it can prove the query's condition implies the index's, which it cannot with
+    parameters once a prepared statement switches to a generic plan."""
+    states: BindParameter[list[str]] = bindparam(
+        "queue_states", [s.value for s in QUEUE_STATES], expanding=True, literal_execute=True
     )
+    return col(Ticket.state).in_(states)
 
 
 def encode_cursor(due: datetime, ticket_id: int) -> str:
@@ -116,7 +120,7 @@ def queue_page(
     if where.state is not None:
         query = query.where(col(Ticket.state) == where.state)
     else:
-        query = query.where(col(Ticket.state).in_(QUEUE_STATES))
+        query = query.where(_in_queue_states())
     if where.kind is not None:
         query = query.where(col(Ticket.kind) == where.kind)
     if where.category:
@@ -139,23 +143,27 @@ def queue_page(
     if where.hide_complaints_about is not None:
         agent = where.hide_complaints_about
         complained = aliased(Ticket)
-        of_agent = select(col(complained.id)).where(col(complained.assignee) == agent)
+        # NOT EXISTS on the primary key, not NOT IN (every ticket of the agent): one lookup per
+        # complaint instead of a scan of the whole table for the agent's tickets.
+        about_agent = exists().where(
+            col(complained.id) == col(Ticket.related_ticket_id),
+            col(complained.assignee) == agent,
+        )
         query = query.where(
             or_(
                 col(Ticket.kind) == TicketKind.service,
-                and_(
-                    func.coalesce(Ticket.subject_agent, "") != agent,
-                    or_(
-                        col(Ticket.related_ticket_id).is_(None),
-                        col(Ticket.related_ticket_id).not_in(of_agent),
-                    ),
-                ),
+                and_(func.coalesce(Ticket.subject_agent, "") != agent, ~about_agent),
             )
         )
     query = _search(query, where.q)
     if cursor:
         due, after = decode_cursor(cursor)
-        query = query.where(or_(_urgency() > due, and_(_urgency() == due, col(Ticket.id) > after)))
+        # A row comparison, which the index range starts from (an OR of the two cases would be
+        # read from the first row of the index on and filtered: deeper pages, slower pages).
+        query = query.where(
+            tuple_(_urgency(), col(Ticket.id))
+            > tuple_(literal(due, DateTime(timezone=True)), after)
+        )
     found = session.exec(query.order_by(_urgency(), col(Ticket.id)).limit(limit + 1)).all()
     rows = []
     for ticket, due_value in found[:limit]:
