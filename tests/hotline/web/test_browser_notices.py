@@ -63,7 +63,14 @@ def test_a_supervisor_publishes_a_notice_and_watches_it_go_out(
     page = _page(chromium, server)
     _login(page, "zhao")
     page.click("header nav a[href='/supervisor/notices']")
+    # Wait for the new page, and for htmx to have bound the form's change trigger: a select
+    # changed before that (a robot can, a person cannot) asks for no audience count.
+    page.wait_for_url("**/supervisor/notices")
     page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        "() => document.querySelector('[hx-get$=\"/notices/audience\"]')"
+        "?.['htmx-internal-data']?.initHash"
+    )
     page.select_option("select[name=article]", SLUG)
     # htmx asks for the audience's size as the form changes: the opted-out firm is left out.
     count = page.wait_for_selector(".audience-count", timeout=5000)
