@@ -325,3 +325,7 @@ Index("ix_inbound_message_ticket_id", InboundMessage.__table__.c.ticket_id)  # t
 _outbox = OutboxMessage.__table__.c  # type: ignore[attr-defined]
 _breach = and_(_outbox.task == "sla_check", _outbox.result == "escalated")
 Index("ix_outbox_sla_breaches", _outbox.id, postgresql_where=_breach, sqlite_where=_breach)
+# The outbox keeps its finished rows; the relay's rescue pass (every few seconds in every worker)
+# and the backlog gauge read only the unfinished ones, in id order.
+_undone = _outbox.done_at.is_(None)
+Index("ix_outbox_undone", _outbox.id, postgresql_where=_undone, sqlite_where=_undone)
