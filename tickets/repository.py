@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,6 @@ from sqlalchemy import URL, Engine, and_, create_engine, exists, func, or_, upda
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col, select
 
 from kb.models import Institution, Tier
@@ -241,14 +241,27 @@ ticket_repository = TicketRepository()
 _numbering_engines: dict[str, Engine] = {}
 
 
+def _forget_inherited_numbering_connections() -> None:
+    """A forked child (an RQ work horse) must not use, nor close, its parent's connections."""
+    for engine in _numbering_engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_numbering_connections)
+
+
 def _take_number_apart(url: URL, day: str) -> int:
     key = url.render_as_string(hide_password=False)
     engine = _numbering_engines.get(key)
     if engine is None:
-        # No pool: a connection per number, so nothing is shared with the caller's pool (whose
-        # connections may all be held by requests waiting for a number) nor across a fork.
+        # A small pool of its own: a request holding one of the caller's pooled connections
+        # never waits for another one of those (all may be held by requests waiting for a
+        # number), and each of these is held for one statement only.
         engine = _numbering_engines.setdefault(
-            key, create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+            key,
+            create_engine(
+                url, pool_size=2, max_overflow=8, pool_pre_ping=True, isolation_level="AUTOCOMMIT"
+            ),
         )
     statement = (
         pg_insert(TicketCounter)
