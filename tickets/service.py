@@ -74,8 +74,18 @@ CANCEL_REASONS = (Closure.spam, Closure.duplicate, Closure.withdrawn)
 NOTE_MAX = 4000
 # Three concatenated SMS segments of Chinese text (67 characters each).
 SMS_MAX = 200
+
 # Operators require a sender's signature on texts to Chinese numbers.
 SMS_SIGNATURE = {"zh": "【中小企业服务热线】", "en": "SME hotline: "}
+
+
+def _required_text(text: str | None, what: str, limit: int) -> str:
+    body = (text or "").strip()
+    if not body:
+        raise InvalidRequest(f"{what} needs some text")
+    if len(body) > limit:
+        raise InvalidRequest(f"{what} is at most {limit} characters")
+    return body
 
 
 @dataclass(frozen=True)
@@ -551,11 +561,7 @@ class TicketService:
         """A note on the timeline (an agent's, or an institution's progress note). It counts as
         a change: whoever acts next on an older version is shown the note first."""
         self.check(session, ticket, "note", actor=actor, expected_version=expected_version)
-        body = (text or "").strip()
-        if not body:
-            raise InvalidRequest("a note needs some text")
-        if len(body) > NOTE_MAX:
-            raise InvalidRequest(f"a note is at most {NOTE_MAX} characters")
+        body = _required_text(text, "a note", NOTE_MAX)
         self._move(
             session,
             ticket,
@@ -581,11 +587,7 @@ class TicketService:
         The event records it; the outbox job sends it after commit (and checks the opt-out
         again, which may have arrived meanwhile)."""
         self.check(session, ticket, "sms", actor=actor, expected_version=expected_version)
-        body = (text or "").strip()
-        if not body:
-            raise InvalidRequest("an SMS needs some text")
-        if len(body) > SMS_MAX:
-            raise InvalidRequest(f"an SMS from the ticket page is at most {SMS_MAX} characters")
+        body = _required_text(text, "an SMS from the ticket page", SMS_MAX)
         firm = self.firm_of(session, ticket)
         if firm is not None and firm.sms_opted_out:
             raise InvalidRequest(

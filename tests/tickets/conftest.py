@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from kb.models import Institution, InstitutionCategory, Tier
-from tickets.models import Channel, Role, Ticket, TicketKind
+from tickets.models import Channel, Role, Ticket, TicketEvent, TicketKind
 from tickets.service import Actor, ticket_service
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -99,3 +99,14 @@ def bank(session: Session) -> Institution:
 @pytest.fixture
 def other_bank(session: Session) -> Institution:
     return service_institutions(session, "financing")[1]
+
+
+def events_of(session: Session, ticket: Ticket) -> list[TicketEvent]:
+    """The ticket's timeline, oldest first."""
+    return list(
+        session.exec(
+            select(TicketEvent)
+            .where(TicketEvent.ticket_id == ticket.id)
+            .order_by(col(TicketEvent.id))
+        ).all()
+    )

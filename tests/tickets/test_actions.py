@@ -18,6 +18,7 @@ from tests.tickets.conftest import (
     SUPERVISOR,
     T0,
     dispatched,
+    events_of,
     open_request,
     staff_of,
 )
@@ -29,21 +30,10 @@ from tickets.models import (
     OutboxMessage,
     RoutingRecord,
     Ticket,
-    TicketEvent,
     TicketKind,
     TicketState,
 )
 from tickets.views import allowed_actions
-
-
-def _events(session: Session, ticket: Ticket) -> list[TicketEvent]:
-    return list(
-        session.exec(
-            select(TicketEvent)
-            .where(TicketEvent.ticket_id == ticket.id)
-            .order_by(col(TicketEvent.id))
-        ).all()
-    )
 
 
 def _outbox(session: Session, ticket: Ticket, task: str) -> list[OutboxMessage]:
@@ -72,7 +62,7 @@ def _unchanged(session: Session, ticket: Ticket, version: int, events: int) -> N
     fresh = session.get_one(Ticket, ticket.id)
     session.refresh(fresh)
     assert fresh.version == version
-    assert len(_events(session, fresh)) == events
+    assert len(events_of(session, fresh)) == events
 
 
 # --- release --------------------------------------------------------------------------------
@@ -84,7 +74,7 @@ def test_an_agent_releases_their_claim(session: Session) -> None:
     service.release(session, ticket, actor=AGENT, expected_version=2, note="going off shift")
     assert ticket.assignee is None and ticket.version == 3
     assert ticket.state == TicketState.new
-    last = _events(session, ticket)[-1]
+    last = events_of(session, ticket)[-1]
     assert (last.action, last.actor, last.note) == ("release", AGENT.name, "going off shift")
     assert last.data == {"assignee": AGENT.name}
 
@@ -139,7 +129,7 @@ def test_reclassify_a_new_ticket_records_who_why_and_routes_again(session: Sessi
         "reason": "the firm asks about a contract dispute",
         "at": T0.isoformat(),
     }
-    last = _events(session, ticket)[-1]
+    last = events_of(session, ticket)[-1]
     assert (last.action, last.actor, last.note) == (
         "reclassify",
         AGENT.name,
@@ -181,7 +171,7 @@ def test_reclassify_hands_a_waiting_case_to_an_institution_of_the_new_category(
     assert ticket.dispatched_at == later and ticket.accept_due_at is not None
     record = _records(session, ticket)[-1]
     assert (record.institution_id, record.inputs["category"]) == (new_holder, "legal")
-    last = _events(session, ticket)[-1]
+    last = events_of(session, ticket)[-1]
     assert last.data["previous_institution_id"] == bank.id
     # New SLA timers for the new clocks (the old ones find their due time changed).
     dues = {
@@ -204,7 +194,7 @@ def test_reclassify_an_accepted_case_keeps_its_institution(
     assert ticket.category == "management" and ticket.institution_id == bank.id
     assert ticket.state == TicketState.accepted
     assert len(_records(session, ticket)) == records
-    assert "routed_to" not in _events(session, ticket)[-1].data
+    assert "routed_to" not in events_of(session, ticket)[-1].data
 
 
 @pytest.mark.parametrize(
@@ -249,7 +239,7 @@ def test_a_note_is_an_event_and_a_new_version(session: Session, bank: Institutio
     ticket = dispatched(session, bank)
     service.add_note(session, ticket, actor=AGENT, text="  firm prefers calls after 3pm  ")
     assert ticket.version == 3 and ticket.state == TicketState.dispatched
-    last = _events(session, ticket)[-1]
+    last = events_of(session, ticket)[-1]
     assert (last.action, last.note, last.from_state, last.to_state) == (
         "note",
         "firm prefers calls after 3pm",
@@ -258,7 +248,7 @@ def test_a_note_is_an_event_and_a_new_version(session: Session, bank: Institutio
     )
     # The institution's progress notes, on its own tickets only.
     service.add_note(session, ticket, actor=staff_of(bank), text="visited the firm")
-    assert _events(session, ticket)[-1].actor_role == "institution"
+    assert events_of(session, ticket)[-1].actor_role == "institution"
 
 
 def test_notes_refused(session: Session, bank: Institution, other_bank: Institution) -> None:
@@ -288,7 +278,7 @@ def test_an_sms_is_recorded_then_sent_by_its_job(session: Session) -> None:
         session, ticket, actor=AGENT, text="请带营业执照到窗口办理", expected_version=1
     )
     assert ticket.version == 2
-    event = _events(session, ticket)[-1]
+    event = events_of(session, ticket)[-1]
     assert (event.action, event.note, event.data) == (
         "sms",
         "请带营业执照到窗口办理",
@@ -358,7 +348,7 @@ def test_a_reveal_is_an_audit_event_not_a_change(
         service.reveal_phone(session, ticket, actor=actor)
     assert ticket.version == 2
     reveals = [
-        (e.actor, e.actor_role) for e in _events(session, ticket) if e.action == "phone_reveal"
+        (e.actor, e.actor_role) for e in events_of(session, ticket) if e.action == "phone_reveal"
     ]
     assert reveals == [
         (AGENT.name, "agent"),

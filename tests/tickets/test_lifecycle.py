@@ -16,6 +16,7 @@ from tests.tickets.conftest import (
     SYSTEM,
     T0,
     dispatched,
+    events_of,
     open_request,
     service_institutions,
     staff_of,
@@ -28,20 +29,9 @@ from tickets.models import (
     Revisit,
     RoutingRecord,
     Ticket,
-    TicketEvent,
     TicketKind,
     TicketState,
 )
-
-
-def _events(session: Session, ticket: Ticket) -> list[TicketEvent]:
-    return list(
-        session.exec(
-            select(TicketEvent)
-            .where(TicketEvent.ticket_id == ticket.id)
-            .order_by(col(TicketEvent.id))
-        ).all()
-    )
 
 
 def _open_cases(session: Session, institution: Institution) -> int:
@@ -80,7 +70,7 @@ def test_the_whole_happy_path_writes_one_event_per_step(
     stored = session.get_one(Ticket, ticket.id)
     session.refresh(stored)
     assert stored.version == 5 and stored.state == TicketState.resolved
-    steps = [(e.action, e.from_state, e.to_state, e.actor) for e in _events(session, ticket)]
+    steps = [(e.action, e.from_state, e.to_state, e.actor) for e in events_of(session, ticket)]
     assert steps == [
         ("open", None, "new", AGENT.name),
         ("dispatch", "new", "dispatched", AGENT.name),
@@ -88,7 +78,7 @@ def test_the_whole_happy_path_writes_one_event_per_step(
         ("start", "accepted", "in_progress", staff.name),
         ("resolve", "in_progress", "resolved", staff.name),
     ]
-    assert [e.actor_role for e in _events(session, ticket)][2:] == ["institution"] * 3
+    assert [e.actor_role for e in events_of(session, ticket)][2:] == ["institution"] * 3
     assert session.exec(select(RoutingRecord)).one().institution_id == bank.id
     assert session.exec(select(Revisit)).one().ticket_id == ticket.id
 
@@ -154,11 +144,11 @@ def test_transition_table(
     _force_state(session, ticket, state, institution_id=bank.id, accepted_at=accepted)
     session.commit()
     version = ticket.version
-    events_before = len(_events(session, ticket))
+    events_before = len(events_of(session, ticket))
     if allowed:
         _do(session, ticket, action, bank)
         assert ticket.version == version + 1
-        assert len(_events(session, ticket)) > events_before
+        assert len(events_of(session, ticket)) > events_before
         return
     with pytest.raises(IllegalTransition) as refused:
         _do(session, ticket, action, bank)
@@ -169,7 +159,7 @@ def test_transition_table(
     fresh = session.get_one(Ticket, ticket.id)
     session.refresh(fresh)
     assert (fresh.state, fresh.version) == (state, version)
-    assert len(_events(session, fresh)) == events_before
+    assert len(events_of(session, fresh)) == events_before
 
 
 def test_roles_are_enforced(session: Session, bank: Institution, other_bank: Institution) -> None:
@@ -218,7 +208,7 @@ def test_decline_reroutes_to_the_next_best_excluding_every_decliner(
     second_staff = staff_of(session.get_one(Institution, second))
     service.decline(session, ticket, actor=second_staff, note="too busy")
     assert ticket.institution_id not in (bank.id, second)
-    actions = [(e.action, e.actor) for e in _events(session, ticket)]
+    actions = [(e.action, e.actor) for e in events_of(session, ticket)]
     assert actions[-4:] == [
         ("decline", staff_of(bank).name),
         ("dispatch", "system:reroute"),
@@ -249,7 +239,7 @@ def test_cancel_as_duplicate_names_the_original_and_frees_capacity(
     assert copy.state == TicketState.cancelled
     assert copy.duplicate_of_id == original.id and copy.closure == Closure.duplicate
     assert _open_cases(session, bank) == 0
-    assert _events(session, copy)[-1].data == {
+    assert events_of(session, copy)[-1].data == {
         "reason": "duplicate",
         "duplicate_of": original.number,
     }
@@ -307,7 +297,7 @@ def test_complaints_are_for_supervisors_and_hidden_from_the_institution(
     assert complaint.closure == Closure.complaint_upheld
     # The complained-about case, still open, is escalated.
     assert served.state == TicketState.escalated
-    assert "投诉" in _events(session, served)[-2].note
+    assert "投诉" in events_of(session, served)[-2].note
 
 
 def test_an_upheld_complaint_reopens_a_closed_case(session: Session, bank: Institution) -> None:
@@ -327,13 +317,13 @@ def test_an_upheld_complaint_reopens_a_closed_case(session: Session, bank: Insti
 def test_events_are_append_only(session: Session) -> None:
     ticket = open_request(session)
     session.commit()
-    event = _events(session, ticket)[0]
+    event = events_of(session, ticket)[0]
     event.note = "rewritten"
     session.add(event)
     with pytest.raises(RuntimeError, match="append-only"):
         session.flush()
     session.rollback()
-    session.delete(_events(session, ticket)[0])
+    session.delete(events_of(session, ticket)[0])
     with pytest.raises(RuntimeError, match="append-only"):
         session.flush()
 
