@@ -17,22 +17,29 @@ Scenarios:
 - ``voice_first_step``: ``POST /twilio/voice`` for a new call (a dialogue state row, TwiML);
 - ``sms_new_ticket``: ``POST /twilio/sms`` from a new number, which classifies, routes, opens a
   ticket, writes its SLA jobs to the outbox and relays them to Redis after the answer;
-- ``call_status``: ``POST /twilio/call-status`` ``completed`` for the calls of the voice run
-  (each call ended at the greeting: a callback ticket is opened for it).
+- ``call_status``: ``POST /twilio/call-status`` ``completed`` for calls that went through the
+  flow and opened their ticket (the usual end of a call; their conversations are written in bulk
+  before the phase): the status is stored and the conversation closed;
+- ``call_status_abandoned``: the same callback for the calls of the voice run, which ended at
+  the greeting: a callback ticket is opened for each (the costliest callback).
 
-One figure per line: ``<scenario>_rps``, ``<scenario>_p50_ms``, ``<scenario>_p99_ms`` and, for
-the three real webhooks, ``<scenario>_rps_ratio`` (to the floor) and ``<scenario>_p50_ratio``;
+One figure per line: ``<scenario>_rps``, ``<scenario>_p50_ms``, ``<scenario>_p99_ms``,
+``<scenario>_app_cpu_ms_per_request`` and ``<scenario>_postgres_cpu_ms_per_request`` (CPU time
+the app's processes and PostgreSQL's spent per request served: steadier than throughput on a
+shared machine) and, for the real webhooks, ``<scenario>_rps_ratio`` (to the floor) and
+``<scenario>_p50_ratio``;
 ``sms_new_ticket_tickets`` counts the texts of the SMS run (warm-up and requests still in flight
 when wrk stopped included) stored with their ticket. Any answer other than 200 counts in
 ``<scenario>_errors``.
 
-Run (about 1 minute with the defaults)::
+Run (about 2 minutes with the defaults)::
 
-    .venv/bin/python benchmarks/bench_webhooks.py [--seconds 10] [--warmup 2]
+    .venv/bin/python benchmarks/bench_webhooks.py [--seconds 10] [--warmup 2] [--web-threads N]
 
 ``BENCH_DATABASE_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/benchhooks``) and
 ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/9``) choose the servers; the database's
-public schema is used as is (migrated and loaded here), the Redis database is flushed after.
+public schema is **dropped** and made afresh (migrated and loaded here), vacuumed and analysed
+before each scenario, and the Redis database is flushed after.
 When either server does not answer, or wrk is not installed, it prints why and exits 0
 (``make bench`` goes on).
 """
@@ -59,7 +66,13 @@ LUA = Path(__file__).with_suffix(".lua")
 TOKEN = "bench-auth-token-0123456789abcdef"
 CONCURRENCY = 32
 BODY = "我们公司在渝北区，想申请一笔贷款扩大生产"
-SCENARIOS = ("ping", "voice_first_step", "sms_new_ticket", "call_status")
+SCENARIOS = (
+    "ping",
+    "voice_first_step",
+    "sms_new_ticket",
+    "call_status",
+    "call_status_abandoned",
+)
 # Distinct requests written per second of run: above what each scenario can serve here, so no
 # request is sent twice (checked after each run).
 REQUESTS_PER_SECOND = {
@@ -67,6 +80,7 @@ REQUESTS_PER_SECOND = {
     "voice_first_step": 2500,
     "sms_new_ticket": 1500,
     "call_status": 2500,
+    "call_status_abandoned": 2500,
 }
 
 
@@ -94,11 +108,56 @@ def _servers_answer(database_url: str, redis_url: str) -> str | None:
     return None
 
 
+# --- CPU spent, by the app's processes and by PostgreSQL's ---------------------------------------
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (those that ended meanwhile count as 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (uvicorn's supervisor and its workers)."""
+    found, frontier = [root], [root]
+    while frontier:
+        pid = frontier.pop()
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        if children.exists():
+            kids = [int(k) for k in children.read_text().split()]
+            found += kids
+            frontier += kids
+    return found
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 # --- the requests, precomputed and signed ------------------------------------------------------
 
 
+def _call_sid(scenario: str, n: int, run: str) -> str:
+    # Served calls (``call_status``) are numbered apart from the calls of the other scenarios.
+    return f"CA{run}{'c' if scenario == 'call_status' else 'a'}{n:023x}"
+
+
 def _params(scenario: str, n: int, run: str) -> tuple[str, dict[str, str]]:
-    call_sid = f"CA{run}{n:024x}"
+    call_sid = _call_sid(scenario, n, run)
     if scenario == "ping":
         return "/twilio/ping", {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32}
     if scenario == "sms_new_ticket":
@@ -206,11 +265,15 @@ def _scenario(
     seconds: float,
     warmup: float,
     work: Path,
+    app_pid: int,
 ) -> dict[str, Any]:
     """Warm up, then measure; the two phases use different requests (no repeat delivery), and
     each starts once the app has finished what the previous phase left in flight."""
     rate = REQUESTS_PER_SECOND[scenario]
     warm_count = int(rate * max(warmup, 1))
+    if scenario == "call_status":
+        _served_calls(database_url, run, warm_count + int(rate * seconds))
+    _vacuum_analyze(database_url)
     warm_file, measured_file = work / f"{scenario}-warm.tsv", work / f"{scenario}.tsv"
     measured_count = int(rate * seconds)
     _write_requests(warm_file, base_url, scenario, 0, warm_count, run)
@@ -220,11 +283,76 @@ def _scenario(
         if warmed > warm_count:
             raise SystemExit(f"{scenario}: warm-up sent requests twice; raise its rate")
         _quiesce(database_url)
+    app_pids, pg_pids = _tree(app_pid), _postgres_pids()
+    app_before, pg_before = _cpu_seconds(app_pids), _cpu_seconds(pg_pids)
     result = _wrk(base_url, measured_file, seconds)
     if result["count"] > measured_count:
         raise SystemExit(f"{scenario}: sent requests twice; raise REQUESTS_PER_SECOND")
     _quiesce(database_url)
+    # After the quiesce, so the requests wrk left in flight are paid for too; divided by what
+    # wrk counted, this slightly overstates (by at most 32 requests' worth) and never flatters.
+    served = max(result["count"], 1)
+    result["app_cpu_ms"] = 1000 * (_cpu_seconds(app_pids) - app_before) / served
+    result["pg_cpu_ms"] = 1000 * (_cpu_seconds(pg_pids) - pg_before) / served
     return result
+
+
+def _fresh_schema(database_url: str) -> None:
+    """Every run starts from an empty database: runs that grew one another's tables (and, with
+    autovacuum off, their dead rows) measured the database's history rather than the webhooks."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+def _vacuum_analyze(database_url: str) -> None:
+    """What autovacuum keeps doing in production: planner statistics of the tables as they are
+    now, dead rows of the last phase cleared. This machine's PostgreSQL runs with autovacuum off
+    (``SHOW autovacuum``), so without it the planner believed the freshly loaded tables empty
+    and every phase read the previous phases' dead rows."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+
+
+def _served_calls(database_url: str, run: str, count: int) -> None:
+    """The conversations the ``call_status`` scenario ends: calls that went through the flow and
+    opened their ticket (the usual end of a call), written in bulk, all naming one ticket of the
+    SMS scenario. Their ``completed`` callback stores the status and closes the conversation."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    sids = [_call_sid("call_status", n, run) for n in range(count)]
+    try:
+        with engine.begin() as conn:
+            ticket_id = conn.execute(sqlalchemy.text("SELECT min(id) FROM ticket")).scalar_one()
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO dialogue_state (key, flow, phone, language, data, ticket_id, "
+                    "finished, created_at, updated_at, expires_at) "
+                    "SELECT 'call:' || sid, 'main', '+8613800000000', 'zh', "
+                    "CAST(:data AS json), :ticket, false, now(), now(), now() + interval '6 hours' "
+                    "FROM unnest(CAST(:sids AS text[])) AS sid"
+                ),
+                {
+                    "data": json.dumps({"ticket_id": ticket_id, "step": "transfer"}),
+                    "ticket": ticket_id,
+                    "sids": sids,
+                },
+            )
+    finally:
+        engine.dispose()
 
 
 def _tickets_of_run(database_url: str, run: str) -> int:
@@ -295,6 +423,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured, per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds, per scenario")
+    parser.add_argument(
+        "--web-threads", type=int, default=None, help="HOTLINE_WEB_THREADS for the app"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get(
@@ -323,10 +454,14 @@ def main() -> None:
             "HOTLINE_LOG_LEVEL": "WARNING",
         }
     )
+    if args.web_threads is not None:
+        env["HOTLINE_WEB_THREADS"] = str(args.web_threads)
+    _fresh_schema(database_url)
     for command in (["db", "upgrade"], ["kb", "load"]):
         subprocess.run(
             [str(BIN / "hotline"), *command], env=env, cwd=ROOT, check=True, capture_output=True
         )
+    _vacuum_analyze(database_url)
     app = _start_app(env, port)
     run = f"{int(time.time()) % 0xFFFFFF:06x}"
     results: dict[str, dict[str, Any]] = {}
@@ -334,9 +469,9 @@ def main() -> None:
     try:
         _wait_healthy(base_url)
         for scenario in SCENARIOS:
-            # call_status replays the voice run's calls: same run id, same numbering.
+            # call_status_abandoned replays the voice run's calls: same run id, same numbering.
             results[scenario] = _scenario(
-                base_url, database_url, scenario, run, args.seconds, args.warmup, work
+                base_url, database_url, scenario, run, args.seconds, args.warmup, work, app.pid
             )
     finally:
         os.killpg(app.pid, signal.SIGTERM)
@@ -351,6 +486,7 @@ def main() -> None:
 
     floor = results["ping"]
     print(f"bench_webhooks_concurrency {CONCURRENCY}")
+    print(f"bench_webhooks_web_threads {args.web_threads or 'default'}")
     print(f"bench_webhooks_loadavg_1m_before {load_before:.2f}")
     print(f"bench_webhooks_loadavg_1m_after {os.getloadavg()[0]:.2f}")
     for scenario in SCENARIOS:
@@ -359,6 +495,8 @@ def main() -> None:
         print(f"{scenario}_rps {r['rps']:.1f}")
         print(f"{scenario}_p50_ms {r['p50_ms']:.1f}")
         print(f"{scenario}_p99_ms {r['p99_ms']:.1f}")
+        print(f"{scenario}_app_cpu_ms_per_request {r['app_cpu_ms']:.2f}")
+        print(f"{scenario}_postgres_cpu_ms_per_request {r['pg_cpu_ms']:.2f}")
         if r["errors"]:
             print(f"{scenario}_errors {json.dumps(r['errors'])}")
         if scenario != "ping":

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -39,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_domain(settings)
+        # Handlers are synchronous and share one GIL: past a few threads, more of them only
+        # interleave requests (every one finishes later) instead of finishing more.
+        to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
         app.state.redis = connect(resolve_redis_url(settings))
         await run_in_threadpool(warm_up)
         try:
@@ -69,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RelayOutboxAfterResponse,
         relay=lambda: outbox.relay_outbox(
-            outbox.session_factory_for(get_engine()), app.state.redis
+            outbox.session_factory_for(get_engine()),
+            app.state.redis,
+            due_within=outbox.RELAY_AFTER_REQUEST_HORIZON,
         ),
     )
     install_database_error_handlers(app)

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     default_region: str = Field(default="CN", description="Region for numbers without +")
     log_level: str = "INFO"
+    web_threads: int = Field(
+        default=40,
+        ge=1,
+        le=1000,
+        description="Requests one web process runs at once (its thread pool); more wait in order",
+    )
     metrics_token: str | None = Field(
         default=None, description="Bearer token for /metrics; unset: loopback clients only"
     )

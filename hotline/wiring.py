@@ -37,4 +37,8 @@ def configure_domain(settings: Settings) -> None:
     # The outbox's job runner (tickets.tasks) runs the dialogues' jobs too (the SMS after a call).
     dialogue_jobs.register()
     # Routing weighs institutions by their clients' revisit satisfaction, measured here.
-    quality.use_provider(lambda session: quality.QualityTable.from_ratings(quality_inputs(session)))
+    quality.use_provider(
+        quality.CachedProvider(
+            lambda session: quality.QualityTable.from_ratings(quality_inputs(session))
+        )
+    )

@@ -261,7 +261,6 @@ def handle_call_status(
         state.finished = True
         session.add(state)
         flag_modified(state, "data")
-        session.flush()
         log.info(
             "call %s ended (%s) in %s at step %s; case %s",
             call_sid,
@@ -271,8 +270,8 @@ def handle_call_status(
             state.ticket_id,
         )
     entry.ticket_id = state.ticket_id if state is not None else None
+    # Written with the state by the commit's flush: one unit of work, not one per row.
     session.add(entry)
-    session.flush()
     store.answer(session, claim, empty)
     return VoiceResult(empty)
 
@@ -431,7 +430,6 @@ def handle_message_status(session: Session, hook: Webhook, *, now: datetime) -> 
             at=now,
         )
     )
-    session.flush()
     store.answer(session, claim, empty)
     return VoiceResult(empty)
 

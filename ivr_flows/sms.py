@@ -21,6 +21,7 @@ reply: Twilio's own opt-out handling (``OptOutType``) has already answered its k
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -39,9 +40,11 @@ from kb.db import utcnow
 from kb.repository import catalogue_repository
 from tickets.models import Channel, Firm, InboundMessage, Ticket, TicketKind, TicketState
 from tickets.numbers import find_in_text, normalise
-from tickets.phones import normalise_phone
+from tickets.phones import mask_phone, normalise_phone
 from tickets.repository import ticket_repository
 from tickets.service import Actor, ticket_service
+
+log = logging.getLogger(__name__)
 
 SMS_ACTOR = Actor("system:sms")
 MAX_BODY_CHARS = 2000
@@ -134,8 +137,13 @@ def handle_inbound_sms(
     ticket = answer.ticket
     message.reply = answer.reply
     message.ticket_id = ticket.id if ticket else None
-    session.add(message)
-    session.flush()
+    session.add(message)  # written by the commit's flush
+    log.info(
+        "sms %s from %s -> case %s",
+        sms.message_sid,
+        mask_phone(sms.from_number),
+        ticket.number if ticket else "-",
+    )
     return SmsReply(
         body=answer.reply, ticket_number=ticket.number if ticket else None, repeated=False
     )

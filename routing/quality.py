@@ -20,6 +20,8 @@ passing it to ``routing.match(..., quality=...)`` or registering a provider once
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -115,3 +117,48 @@ def use_provider(provider: QualityProvider | None) -> None:
 
 def current_table(session: Any) -> QualityTable:
     return _provider(session) if _provider is not None else NEUTRAL
+
+
+class CachedProvider:
+    """A provider that measures at most once per ``max_age`` per database.
+
+    Measuring aggregates every answered revisit of the service's history, and ``match`` asks
+    for the table on every routed case: per text, a scan that grows without end. Quality moves
+    slowly (it is an average shrunk towards the network's), so a table a few minutes old routes
+    the same; each process refreshes its own."""
+
+    def __init__(
+        self,
+        measure: QualityProvider,
+        *,
+        max_age: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._measure = measure
+        self._max_age = max_age
+        self._clock = clock
+        self._tables: dict[str, tuple[float, QualityTable]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, session: Any) -> QualityTable:
+        database = session.get_bind().engine.url.render_as_string(hide_password=False)
+        now = self._clock()
+        with self._lock:
+            cached = self._tables.get(database)
+        if cached is not None and now - cached[0] < self._max_age:
+            return cached[1]
+        table = self._measure(session)
+        with self._lock:
+            self._tables[database] = (now, table)
+        return table
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+
+
+def forget_measured() -> None:
+    """Drop cached tables (after a database was emptied or restored), so the next case routed
+    measures again."""
+    if isinstance(_provider, CachedProvider):
+        _provider.clear()

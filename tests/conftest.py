@@ -24,6 +24,7 @@ from hotline.wiring import configure_domain
 from kb import db
 from kb.models import CatalogueChange, Institution
 from kb.service import catalogue_service
+from routing import quality
 
 # Catalogue tables survive between tests (loaded once); everything else is emptied after each.
 CATALOGUE_TABLES = {
@@ -100,6 +101,7 @@ def _clean(engine: Engine) -> None:
             for table in tables:
                 conn.execute(table.delete())
         conn.execute(Institution.__table__.update().values(open_cases=0))  # type: ignore[attr-defined]
+    quality.forget_measured()
 
 
 def _catalogue_marker(engine: Engine) -> int:

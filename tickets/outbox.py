@@ -47,6 +47,8 @@ RETRY_INTERVALS_SECONDS = [2, 10, 60, 300, 900]
 # A relayed row older than this, not done, whose job Redis no longer has (Redis lost its data,
 # or the job expired) is relayed again.
 STRANDED_AFTER = timedelta(minutes=5)
+# What the web process relays after answering: jobs due this soon (see relay_outbox).
+RELAY_AFTER_REQUEST_HORIZON = timedelta(minutes=1)
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
@@ -109,8 +111,14 @@ def relay_outbox(
     *,
     limit: int = RELAY_BATCH,
     now: datetime | None = None,
+    due_within: timedelta | None = None,
 ) -> int:
     """Move committed outbox rows into RQ; returns how many were relayed.
+
+    With ``due_within``, only the rows due by then (or now): the web process relays those after
+    its answer, so a job that should start now does not wait for a worker's periodic relay,
+    and leaves timers hours or days ahead (a case's SLA clocks) to the workers' relay, which
+    moves them within seconds and at no cost to the callers waiting on the web process.
 
     Safe to run from several processes at once: rows are claimed with ``FOR UPDATE SKIP LOCKED``
     on PostgreSQL (SQLite serialises writers), and the job id makes a second enqueue a no-op.
@@ -123,13 +131,15 @@ def relay_outbox(
         log.warning("outbox relay: Redis unreachable (%s); jobs stay in the outbox", exc)
         return 0
     relayed = 0
+    unrelayed = select(OutboxMessage).where(col(OutboxMessage.relayed_at).is_(None))
+    if due_within is not None:
+        horizon = (now or utcnow()) + due_within
+        unrelayed = unrelayed.where(
+            or_(col(OutboxMessage.run_at).is_(None), col(OutboxMessage.run_at) <= horizon)
+        )
     with session_factory() as session:
         rows = session.exec(
-            select(OutboxMessage)
-            .where(col(OutboxMessage.relayed_at).is_(None))
-            .order_by(col(OutboxMessage.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            unrelayed.order_by(col(OutboxMessage.id)).limit(limit).with_for_update(skip_locked=True)
         ).all()
         for row in rows:
             assert row.id is not None

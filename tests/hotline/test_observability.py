@@ -15,7 +15,8 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -25,6 +26,7 @@ from hotline.logging_setup import configure_logging, secrets_of
 from hotline.queue import queue
 from hotline.redis_server import EmbeddedRedis
 from hotline.settings import Settings, load_settings
+from hotline.worker import OutboxRelay
 from tests.conftest import TwilioSigner, sms_params
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall
 from tickets.models import OutboxMessage, Ticket
@@ -120,7 +122,15 @@ def test_metrics_count_tickets_outbox_queues_and_latency_by_route_template(
         assert client.get("/api/institutions/999999").status_code == 404
     samples = _scrape(app)
     assert samples[("hotline_tickets", (("state", "dispatched"),))] == 1.0
-    assert samples[("hotline_outbox_backlog", ())] == 0.0  # relayed right after the answer
+    # The ticket's SLA timers, hours ahead: left for the workers' relay, not the web process.
+    assert samples[("hotline_outbox_backlog", ())] == 3.0
+    relay = OutboxRelay(settings)
+    try:
+        assert relay.relay_once() == 3
+    finally:
+        relay.stop()
+    samples = _scrape(app)
+    assert samples[("hotline_outbox_backlog", ())] == 0.0
     assert samples[("hotline_database_up", ())] == 1.0
     assert samples[("hotline_redis_up", ())] == 1.0
     waiting = sum(
@@ -128,7 +138,19 @@ def test_metrics_count_tickets_outbox_queues_and_latency_by_route_template(
         for name in ("hotline_rq_queue_depth", "hotline_rq_scheduled")
         for q in ("high", "default", "low")
     )
-    assert waiting == 3.0  # the ticket's SLA timers
+    in_rq = [
+        job
+        for q in ("high", "default", "low")
+        for job in (
+            *Queue(q, connection=redis_conn, serializer=JSONSerializer).get_job_ids(),
+            *ScheduledJobRegistry(
+                q, connection=redis_conn, serializer=JSONSerializer
+            ).get_job_ids(),
+        )
+    ]
+    assert waiting == len(in_rq)
+    # The ticket's SLA timers, besides the worker's own upkeep jobs.
+    assert len([job for job in in_rq if job.startswith("outbox-")]) == 3
     assert samples[("hotline_sla_breaches", ())] == 0.0
     sms = (("method", "POST"), ("route", "/twilio/sms"), ("status", "200"))
     assert samples[("hotline_http_request_duration_seconds_count", sms)] == 1.0

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from ivr_flows import store
 from ivr_flows.models import DialogueState, WebhookDelivery
@@ -29,9 +30,9 @@ def test_state_expires_and_is_purged_with_old_deliveries(session: Session) -> No
     store.answer(session, claim, "<Response/>")
     assert store.claim(session, "voice:main:CA1:start:") is None
     assert store.stored_reply(session, "voice:main:CA1:start:") == "<Response/>"
-    claim.created_at = NOW
-    session.add(claim)
-    session.flush()
+    session.execute(
+        update(WebhookDelivery).where(col(WebhookDelivery.id) == claim.id).values(created_at=NOW)
+    )
 
     assert store.purge_expired(session, now=NOW + store.DELIVERY_TTL + timedelta(hours=1)) == 2
     assert session.get(DialogueState, row.key) is None

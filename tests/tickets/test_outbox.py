@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -119,7 +118,7 @@ def test_the_caller_gets_an_answer_while_redis_is_down_and_the_worker_relays_lat
     assert len(_scheduled(_connect(own_redis))) == 3
 
 
-def test_a_committing_request_relays_its_jobs_right_after_the_response(
+def test_a_request_leaves_timers_due_later_to_the_workers_relay(
     client: TestClient,
     twilio: TwilioSigner,
     settings: Settings,
@@ -132,10 +131,45 @@ def test_a_committing_request_relays_its_jobs_right_after_the_response(
     assert response.status_code == 200
     with Session(clean_db) as session:
         rows = session.exec(select(OutboxMessage)).all()
-        assert len(rows) == 3 and all(row.relayed_at is not None for row in rows)
-    assert {job_id(row.id or 0) for row in rows} <= _scheduled(redis_conn) | set(
-        Queue("high", connection=redis_conn, serializer=JSONSerializer).get_job_ids()
-    )
+        # The case's three SLA clocks, hours ahead: not relayed by the web process.
+        assert len(rows) == 3 and all(row.relayed_at is None for row in rows)
+    relay = OutboxRelay(settings)
+    try:
+        assert relay.relay_once() == 3
+    finally:
+        relay.stop()
+    assert {job_id(row.id or 0) for row in rows} <= _scheduled(redis_conn)
+
+
+def test_relaying_what_is_due_soon_leaves_the_rest_for_later(
+    clean_db: Engine, redis_conn: redis.Redis
+) -> None:
+    factory = session_factory_for(clean_db)
+    now = utcnow()
+    with factory() as session:
+        due = [
+            add_to_outbox(session, "sla_check", {"ticket_id": 0, "clock": "accept"}),
+            add_to_outbox(
+                session,
+                "sla_check",
+                {"ticket_id": 0, "clock": "contact"},
+                run_at=now + timedelta(seconds=30),
+            ),
+        ]
+        later = add_to_outbox(
+            session,
+            "sla_check",
+            {"ticket_id": 0, "clock": "resolve"},
+            run_at=now + timedelta(hours=4),
+        )
+        session.flush()
+        due_ids, later_id = [row.id for row in due], later.id
+    assert relay_outbox(factory, redis_conn, now=now, due_within=timedelta(minutes=1)) == 2
+    with Session(clean_db) as session:
+        relayed = {row.id for row in session.exec(select(OutboxMessage)) if row.relayed_at}
+    assert relayed == set(due_ids)
+    assert relay_outbox(factory, redis_conn, now=now) == 1
+    assert job_id(later_id or 0) in _scheduled(redis_conn)
 
 
 def test_a_relayed_row_whose_job_redis_lost_is_relayed_again(
