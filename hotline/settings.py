@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     default_region: str = Field(default="CN", description="Region for numbers without +")
     log_level: str = "INFO"
     web_threads: int = Field(
-        default=40,
+        default=2,
         ge=1,
         le=1000,
         description="Requests one web process runs at once (its thread pool); more wait in order",

@@ -200,15 +200,18 @@ class AppTransport(httpx.BaseTransport):
     exactly what Twilio would send to the public URL. Works wherever the app runs (uvicorn, the
     test client), whatever its public URL resolves to.
 
-    Called from a worker thread of the app's event loop (a sync handler), it runs each request
-    on that loop and waits for the answer; the webhook handler itself runs on another worker
-    thread."""
+    Called from a sync handler, which holds one of the web process's few worker threads
+    (``HOTLINE_WEB_THREADS``), it runs each request on an event loop of its own, whose webhook
+    handlers get threads of their own: on the app's loop they would wait for the very threads
+    the simulator's pages hold, forever (with one thread, or as many simulator users as
+    threads)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._asgi = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return anyio.from_thread.run(self._send, request)
+        with anyio.from_thread.start_blocking_portal() as portal:
+            return portal.call(self._send, request)
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         response = await self._asgi.handle_async_request(request)

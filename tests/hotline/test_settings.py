@@ -15,6 +15,7 @@ from hotline.settings import SettingsError, load_settings
         ("public_base_url", "hotline.example"),
         ("timezone", "Mars/Olympus"),
         ("main_number", "not-a-number"),
+        ("web_threads", "0"),
     ],
 )
 def test_a_bad_value_names_the_setting_in_one_line(
