@@ -3,16 +3,12 @@ requests, in JSON and XML, with the standard's field lists and error shapes."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import georeport
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -25,6 +21,7 @@ from hotline.open311_models import Open311ApiKey
 from hotline.settings import Settings
 from kb.db import as_utc
 from kb.models import Institution
+from tests.live_server import serving
 from tickets.models import Channel, Closure, Role, Ticket, TicketState
 from tickets.service import Actor, ticket_service
 
@@ -349,20 +346,8 @@ def test_cli_creates_and_revokes_keys(
 
 @pytest.fixture
 def live_server(settings: Settings, clean_db: Engine) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}{BASE}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(lambda _base: create_app(settings)) as base:
+        yield base + BASE
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])

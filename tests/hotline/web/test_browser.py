@@ -6,14 +6,10 @@ These tests never skip: without /usr/bin/chromium (``make browser`` installs it)
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlmodel import Session, select
 
@@ -23,6 +19,7 @@ from hotline.settings import Settings
 from hotline.wiring import configure_domain
 from kb.db import utcnow
 from tests.hotline.web.conftest import PASSWORD, Cast
+from tests.live_server import serving
 from tests.tickets.conftest import open_request
 from tickets.models import Role, Ticket, TicketKind
 from tickets.service import Actor, ticket_service
@@ -34,28 +31,12 @@ ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 SYSTEM = Actor("system:test", Role.system)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def server(settings: Settings, clean_db: object) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"public_base_url": base}))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield base
-    running.should_exit = True
-    thread.join(10)
+    with serving(
+        lambda base: create_app(settings.model_copy(update={"public_base_url": base}))
+    ) as base:
+        yield base
     configure_domain(settings)  # the served app configured the domain for its own URL
 
 

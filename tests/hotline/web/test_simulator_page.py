@@ -3,15 +3,11 @@ page takes reaches the webhooks as a signed HTTP request (checked here by record
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -26,8 +22,9 @@ from hotline.wiring import configure_domain
 from ivr_flows.models import CallLog
 from tests.hotline.test_voice_main import at
 from tests.hotline.test_voice_revisit import reload, resolved_and_called
-from tests.hotline.web.conftest import PASSWORD, Browser, Cast, csrf_of, login
+from tests.hotline.web.conftest import Browser, Cast, csrf_of, login
 from tests.ivr_flows.phone import AFTER_HOURS, OFFICE_HOURS
+from tests.live_server import serving
 from tickets.models import Channel, OutboundCall, Ticket, TicketEvent, TicketState
 
 CALLER = "+8613800138555"
@@ -384,30 +381,17 @@ def test_the_page_works_with_a_single_web_thread(
     """The page's handler holds the process's only worker thread while its requests reach the
     webhooks, whose handlers need threads too: they must not wait for the page's. Served by
     uvicorn, so that a deadlock fails on the client's timeout instead of hanging the suite."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"web_threads": 1, "public_base_url": base}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    single = {"web_threads": 1}
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        with httpx.Client(base_url=base, timeout=30) as li:
-            login_page = li.get("/login")
-            answer = li.post(
-                "/login",
-                data={
-                    "username": "li",
-                    "password": PASSWORD,
-                    "csrf_token": csrf_of(login_page.text),
-                },
-            )
-            assert answer.status_code in (200, 303), answer.text
+        with (
+            serving(
+                lambda base: create_app(
+                    settings.model_copy(update={**single, "public_base_url": base})
+                )
+            ) as base,
+            httpx.Client(base_url=base, timeout=30) as li,
+        ):
+            assert login(li, "li").status_code == 303
             csrf = csrf_of(li.get("/simulator").text)
             page = li.post(
                 "/simulator/sms",
@@ -415,8 +399,6 @@ def test_the_page_works_with_a_single_web_thread(
                 headers={**HTMX, "X-CSRF-Token": csrf},
             )
     finally:
-        server.should_exit = True
-        thread.join(10)
         configure_domain(settings)  # the served app configured the domain for its own URL
     assert page.status_code == 200
     [ticket] = _tickets(clean_db)
