@@ -14,7 +14,8 @@ Scenarios:
 
 - ``ping``: ``POST /twilio/ping``, signed, constant TwiML, no database nor Redis: the floor
   (HTTP, form parsing, signature check, middleware);
-- ``voice_first_step``: ``POST /twilio/voice`` for a new call (a dialogue state row, TwiML);
+- ``voice_first_step``: ``POST /twilio/voice`` for a new call: the greeting, which since
+  session 4 is answered from the flow file alone (no claim, no state: nothing has happened yet);
 - ``sms_new_ticket``: ``POST /twilio/sms`` from a new number, which classifies, routes, opens a
   ticket, writes its SLA jobs to the outbox and relays them to Redis after the answer;
 - ``call_status``: ``POST /twilio/call-status`` ``completed`` for calls that went through the
@@ -35,6 +36,11 @@ when wrk stopped included) stored with their ticket. Any answer other than 200 c
 Run (about 2 minutes with the defaults)::
 
     .venv/bin/python benchmarks/bench_webhooks.py [--seconds 10] [--warmup 2] [--web-threads N]
+        [--only SCENARIO ...] [--profile DIR]
+
+``--only`` runs the floor and the named scenarios (``call_status`` needs ``sms_new_ticket``'s
+ticket, ``call_status_abandoned`` the voice run's calls); ``--profile DIR`` samples the app's
+workers with py-spy through each measured phase and writes collapsed stacks per scenario.
 
 ``BENCH_DATABASE_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/benchhooks``) and
 ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/9``) choose the servers; the database's
@@ -76,8 +82,8 @@ SCENARIOS = (
 # Distinct requests written per second of run: above what each scenario can serve here, so no
 # request is sent twice (checked after each run).
 REQUESTS_PER_SECOND = {
-    "ping": 4000,
-    "voice_first_step": 2500,
+    "ping": 8000,
+    "voice_first_step": 8000,
     "sms_new_ticket": 1500,
     "call_status": 2500,
     "call_status_abandoned": 2500,
@@ -266,6 +272,7 @@ def _scenario(
     warmup: float,
     work: Path,
     app_pid: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Warm up, then measure; the two phases use different requests (no repeat delivery), and
     each starts once the app has finished what the previous phase left in flight."""
@@ -285,7 +292,10 @@ def _scenario(
         _quiesce(database_url)
     app_pids, pg_pids = _tree(app_pid), _postgres_pids()
     app_before, pg_before = _cpu_seconds(app_pids), _cpu_seconds(pg_pids)
+    profiler = _start_profiler(profile, scenario, app_pid, seconds)
     result = _wrk(base_url, measured_file, seconds)
+    if profiler is not None:
+        profiler.wait()
     if result["count"] > measured_count:
         raise SystemExit(f"{scenario}: sent requests twice; raise REQUESTS_PER_SECOND")
     _quiesce(database_url)
@@ -295,6 +305,39 @@ def _scenario(
     result["app_cpu_ms"] = 1000 * (_cpu_seconds(app_pids) - app_before) / served
     result["pg_cpu_ms"] = 1000 * (_cpu_seconds(pg_pids) - pg_before) / served
     return result
+
+
+def _start_profiler(
+    profile: Path | None, scenario: str, app_pid: int, seconds: float
+) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the app's workers through the measured phase, as collapsed stacks (one
+    file per scenario, for flamegraph tools or a ``sort | head``). Sampling slows the workers:
+    a profiled run's figures are for finding where the time goes, not for quoting. Only
+    samples holding the interpreter lock count, so waits on PostgreSQL or for a thread drop out."""
+    if profile is None:
+        return None
+    if not (BIN / "py-spy").exists():
+        raise SystemExit("--profile needs py-spy (make install puts it in .venv)")
+    profile.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(app_pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--gil",
+            "--format",
+            "raw",
+            "--duration",
+            str(max(1, round(seconds))),
+            "--output",
+            str(profile / f"{scenario}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _fresh_schema(database_url: str) -> None:
@@ -426,6 +469,15 @@ def main() -> None:
     parser.add_argument(
         "--web-threads", type=int, default=None, help="HOTLINE_WEB_THREADS for the app"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write py-spy's collapsed stacks of each measured phase into this folder",
+    )
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="run these scenarios only (ping always runs)"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get(
@@ -439,6 +491,7 @@ def main() -> None:
         print(f"bench_webhooks skipped: {reason}")
         return
 
+    chosen = [s for s in SCENARIOS if s == "ping" or args.only is None or s in args.only]
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     var_dir = tempfile.mkdtemp(prefix="bench-webhooks-")
@@ -468,10 +521,18 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     try:
         _wait_healthy(base_url)
-        for scenario in SCENARIOS:
+        for scenario in chosen:
             # call_status_abandoned replays the voice run's calls: same run id, same numbering.
             results[scenario] = _scenario(
-                base_url, database_url, scenario, run, args.seconds, args.warmup, work, app.pid
+                base_url,
+                database_url,
+                scenario,
+                run,
+                args.seconds,
+                args.warmup,
+                work,
+                app.pid,
+                args.profile,
             )
     finally:
         os.killpg(app.pid, signal.SIGTERM)
@@ -489,7 +550,7 @@ def main() -> None:
     print(f"bench_webhooks_web_threads {args.web_threads or 'default'}")
     print(f"bench_webhooks_loadavg_1m_before {load_before:.2f}")
     print(f"bench_webhooks_loadavg_1m_after {os.getloadavg()[0]:.2f}")
-    for scenario in SCENARIOS:
+    for scenario in chosen:
         r = results[scenario]
         print(f"{scenario}_requests {r['count']}")
         print(f"{scenario}_rps {r['rps']:.1f}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 import redis
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,19 +24,38 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session() -> Iterator[Session]:
+async def get_session() -> AsyncIterator[Session]:
     """A session per request. Handlers that write commit it themselves before answering, so a
-    reply never promises what the database did not keep; anything left open is rolled back."""
-    with Session(get_engine(), expire_on_commit=False) as session:
-        try:
-            yield session
-        finally:
-            try:
-                session.rollback()
-            except SQLAlchemyError:
-                # The connection died (the database restarted): nothing is left to roll back,
-                # and the pool discards the connection.
-                log.warning("rollback on a lost database connection", exc_info=True)
+    reply never promises what the database did not keep; anything left open is rolled back.
+
+    Async, so FastAPI does not send its opening and closing to the thread pool (two thread
+    hops per request, a good part of a webhook's CPU): opening a session does no I/O, and a
+    session whose handler committed or rolled back holds no connection, so closing it does
+    none either. One still in a transaction is rolled back on a thread, never on the loop,
+    and on a thread of its own: the pool's threads may all be taken by handlers waiting for
+    the very lock this rollback releases (SQLite's writer lock), as FastAPI's own closing of
+    sync dependencies also knows."""
+    session = Session(get_engine(), expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await anyio.to_thread.run_sync(
+                _roll_back_and_close, session, limiter=anyio.CapacityLimiter(1)
+            )
+        else:
+            session.close()
+
+
+def _roll_back_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        # The connection died (the database restarted): nothing is left to roll back, and the
+        # pool discards the connection.
+        log.warning("rollback on a lost database connection", exc_info=True)
+    finally:
+        session.close()
 
 
 def get_redis(request: Request) -> redis.Redis:

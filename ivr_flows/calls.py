@@ -124,11 +124,13 @@ def handle_call(
     key = _delivery_key(
         f"voice:{flow_name}", hook, call_sid, step or "start", hook.query.get("seq", "")
     )
+    engine = engines()[flow_name]
+    if step is None and engine.static_start:
+        return _greet(session, engine, flow_name, hook, config, now, fixed_query, first_language)
     claim = store.claim(session, key)
     if claim is None:
         return VoiceResult(store.stored_reply(session, key) or "", repeated=True)
 
-    engine = engines()[flow_name]
     state_key = store.call_key(call_sid)
     state = store.load_state(session, state_key, now=now)
     if state is None:
@@ -167,6 +169,47 @@ def handle_call(
         step or "start",
         turn.data.get("step"),
         mask_phone(state.phone),
+    )
+    return VoiceResult(twiml)
+
+
+def _greet(
+    session: Session,
+    engine: Engine,
+    flow_name: str,
+    hook: Webhook,
+    config: VoiceConfig,
+    now: datetime,
+    fixed_query: Mapping[str, str] | None,
+    language: str,
+) -> VoiceResult:
+    """A call's first request, when the flow's greeting depends on its file alone: answered
+    without the database. Nothing is claimed, because a repeated delivery gets the same TwiML
+    anyway, and nothing is stored, because nothing happened yet: the call's state is made by
+    its first answer (``handle_call`` finds none and starts one) or, for a caller who hangs up
+    during the greeting, by the status callback, which opens the callback task as before. A
+    flood of calls after a policy announcement then costs the database nothing until callers
+    speak."""
+    call_sid = hook.params.get("CallSid") or ""
+    turn = Turn(
+        session=session,
+        flow=engine.flow,
+        call_sid=call_sid,
+        caller=_party(hook.params),
+        language=language,
+        data={},
+        base_url=config.base_url,
+        now=now,
+        config=config.values(),
+        query=dict(fixed_query or {}),
+    )
+    twiml = str(engine.start(turn, Input.from_params(hook.params)))
+    log.info(
+        "call %s %s step start -> %s (caller %s)",
+        call_sid,
+        flow_name,
+        turn.data.get("step"),
+        mask_phone(turn.caller),
     )
     return VoiceResult(twiml)
 
@@ -251,6 +294,11 @@ def handle_call_status(
                 ttl=store.CALL_TTL,
                 now=now,
             )
+            engine = engines()[flow_name]
+            if status == "completed" and engine.static_start:
+                # Answered, and no answer came back: the caller heard the greeting, which
+                # stores nothing (see _greet).
+                state.data = {"step": engine.flow.start}
             if hook.query.get("ticket"):
                 # A revisit call that never reached its flow (not answered): the status
                 # callback URL names the ticket.
@@ -270,9 +318,9 @@ def handle_call_status(
             state.ticket_id,
         )
     entry.ticket_id = state.ticket_id if state is not None else None
-    # Written with the state by the commit's flush: one unit of work, not one per row.
+    # Written with the state by the commit's flush: one unit of work, not one per row. The
+    # reply is always the empty one, so it is not stored: a retry reads "" and answers empty.
     session.add(entry)
-    store.answer(session, claim, empty)
     return VoiceResult(empty)
 
 
@@ -406,7 +454,6 @@ def handle_recording_status(session: Session, hook: Webhook, *, now: datetime) -
             },
             text="录音已保存",
         )
-    store.answer(session, claim, empty)
     return VoiceResult(empty)
 
 
@@ -430,7 +477,6 @@ def handle_message_status(session: Session, hook: Webhook, *, now: datetime) -> 
             at=now,
         )
     )
-    store.answer(session, claim, empty)
     return VoiceResult(empty)
 
 

@@ -538,12 +538,34 @@ def _placeholders(template: str) -> set[str]:
 # --- running ----------------------------------------------------------------------------------
 
 
+def _renders_from_file_alone(flow: Flow) -> bool:
+    """Whether the flow's start, up to the first step that waits for the caller, runs no
+    action nor prepare and asks for no hints: then its TwiML depends on the file and the
+    language alone, and a call's first request needs no state (see ``calls.handle_call``)."""
+    name = flow.start
+    for _ in range(MAX_CHAIN):
+        step = flow.steps[name]
+        # A waiting step's action runs on the caller's answer, not here.
+        if step.kind == "action" or step.prepare is not None:
+            return False
+        if step.kind == "say":
+            name = step.on["default"].target
+            if name == HANGUP:
+                return True
+            continue
+        if step.kind == "hangup":
+            return True
+        return step.kind == "gather" and step.gather is not None and step.gather.hints is None
+    return False
+
+
 class Engine:
     """Renders steps and follows transitions for one flow and its registry."""
 
     def __init__(self, flow: Flow, registry: Registry) -> None:
         self.flow = flow
         self.registry = registry
+        self.static_start = _renders_from_file_alone(flow)
 
     def start(self, turn: Turn, reply: Input | None = None) -> VoiceResponse:
         """The call's first request; its parameters (``AnsweredBy`` of an outbound call) go

@@ -6,7 +6,9 @@ the stored reply back, without running the step's side effects again. The claim 
 ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite; a savepoint elsewhere): a concurrent
 duplicate waits for the winner's commit, inserts nothing, and reads the winner's reply in the
 same transaction. One round trip, where a read, a savepoint and an insert took four: every
-voice webhook pays it.
+voice webhook pays it. Status callbacks, whose reply is always the empty one, leave the
+claim's reply empty (no second statement); a call's first request, when its flow's greeting
+is static, claims nothing at all (see ``calls.handle_call``).
 """
 
 from __future__ import annotations

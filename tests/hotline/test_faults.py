@@ -38,7 +38,7 @@ from ivr_flows.models import DialogueState
 from kb.db import get_engine
 from kb.models import Institution
 from tests.conftest import TwilioSigner, sms_params
-from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, new_sid
+from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, Twiml, new_sid
 from tests.tickets.conftest import dispatched, local, service_institutions, staff_of
 from tickets import service as ticket_ops
 from tickets.models import InboundMessage, OutboxMessage, Revisit, Ticket, TicketEvent, TicketState
@@ -101,13 +101,16 @@ def test_redis_down_callers_answered_tickets_saved_jobs_delivered_once_after(
             for sender in senders
         ]
         calls = [PhoneCall(client, twilio, settings, caller=sender) for sender in senders[:4]]
-        first_steps = [call.start() for call in calls]
+        for call in calls:
+            call.start()
+        # Each caller answers the greeting (English): the step that makes the call's state.
+        first_steps = [call.press("9") for call in calls]
         status = client.get("/healthz")
     assert status.status_code == 503 and status.json()["checks"]["database"] == "ok"
     for reply in replies:
         assert reply.status_code == 200
         assert _twiml(reply.text).find("Message") is not None
-    assert all(step.verbs for step in first_steps)  # each caller heard the first prompt
+    assert all(step.verbs[0] == "Gather" for step in first_steps)  # each heard the next prompt
     with Session(clean_db) as session:
         tickets = session.exec(select(Ticket)).all()
         assert len(tickets) == len(senders)
@@ -312,13 +315,15 @@ def test_sqlite_locked_requests_fail_cleanly_then_recover_without_restart(
         try:
             sms = twilio.post(client, "/twilio/sms", sms_params(LOAN, sid=new_sid("SM")))
             call = PhoneCall(client, twilio, settings)
-            voice = twilio.post(client, "/twilio/voice", call.base())
+            greeting = call.start()  # the greeting needs no database
+            answer = call.press("9")  # the caller's answer does
             api = client.get("/api/institutions")
         finally:
             locker.execute("ROLLBACK")
             locker.close()
         assert sms.status_code == 200 and _twiml(sms.text).find("Message") is not None
-        assert voice.status_code == 200 and _twiml(voice.text).find("Hangup") is not None
+        assert greeting.verbs[0] == "Gather"
+        assert answer.verbs == ["Say", "Say", "Hangup"]  # the apology, valid TwiML
         assert api.status_code == 503
         assert api.json() == {"detail": "the database is unavailable; try again shortly"}
         assert api.headers["Retry-After"] == "5"
@@ -419,15 +424,27 @@ def test_fifty_identical_voice_deliveries_at_once_keep_one_dialogue(
 ) -> None:
     app.state.clock = lambda: OFFICE_HOURS
     call = PhoneCall(client, twilio, settings)
-    params = call.base()
-    with ThreadPoolExecutor(16) as pool:
-        responses = list(
-            pool.map(lambda _: twilio.post(client, "/twilio/voice", params), range(50))
-        )
-    assert {r.status_code for r in responses} == {200}
-    for response in responses:
-        _twiml(response.text)
+
+    def fifty(url: str, params: dict[str, str]) -> set[str]:
+        path = url.removeprefix(settings.public_base_url)
+        with ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(lambda _: twilio.post(client, path, params), range(50)))
+        assert {r.status_code for r in responses} == {200}
+        for response in responses:
+            _twiml(response.text)
+        return {r.text for r in responses}
+
+    # The greeting: the same TwiML fifty times, and nothing stored until the caller answers.
+    [greeting] = fifty("/twilio/voice", call.base())
+    assert _count(clean_db, DialogueState) == 0
+    # The answer (English, key 9), delivered fifty times at once: one dialogue, one reply.
+    call.last = Twiml(greeting)
+    replies = fifty(call.last.action, {**call.base(), "Digits": "9"})
+    assert len(replies) == 1, replies
     assert _count(clean_db, DialogueState) == 1
+    with Session(clean_db) as session:
+        [state] = session.exec(select(DialogueState)).all()
+        assert state.language == "en" and state.data["step"] == "ask_need"
 
 
 # --- the clock ---------------------------------------------------------------------------------

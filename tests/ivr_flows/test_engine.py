@@ -260,3 +260,30 @@ def test_record_dial_and_enqueue_steps() -> None:
     queue = ET.fromstring(str(engine.resume(t, "dial", Input(dial_status="no-answer"))))
     assert queue[0].tag == "Enqueue" and queue[0].attrib["workflowSid"] == "WW1"
     assert queue[0][0].tag == "Task" and queue[0][0].text == '{"ticket": "CQ1"}'
+
+
+def test_a_greeting_made_of_the_file_alone_is_a_static_start() -> None:
+    found = {name: engine.static_start for name, engine in engines().items()}
+    # main and monitor greet and wait for a key; revisit starts with an action (AnsweredBy).
+    assert found == {"main": True, "monitor": True, "revisit": False}
+    plain_wait = """
+  greet:
+    say: hello
+    on: {default: done}
+  done:
+    gather: {input: dtmf, num_digits: 1, timeout: 4}
+    say: hello
+    on: {default: greet}
+"""
+    assert load(plain_wait, start="greet").static_start
+    # Hints are computed per call; a prepare or an action runs Python that may read the case.
+    assert not load(ASK).static_start
+    with_action = """
+  who:
+    action: set_who
+    on: {done: done}
+  done:
+    kind: hangup
+    say: name
+"""
+    assert not load(with_action, start="who").static_start
