@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session
@@ -121,12 +122,24 @@ def handle_call(
     if not call_sid:
         raise BadWebhook("missing CallSid")
     step = hook.query.get("step")
+    engine = engines()[flow_name]
+    if step is None and engine.static_start:
+        # The greeting depends on the flow file alone: answered without the database. Nothing
+        # is claimed, because a repeated delivery gets the same TwiML anyway, and nothing is
+        # stored, because nothing happened yet: the call's state is made by its first answer
+        # (below, which finds none and starts one) or, for a caller who hangs up during the
+        # greeting, by the status callback, which opens the callback task as before. A flood
+        # of calls after a policy announcement costs the database nothing until callers speak.
+        turn = _turn(
+            session, engine, call_sid, _party(params), first_language, {}, config, now, fixed_query
+        )
+        twiml = str(engine.start(turn, Input.from_params(params)))
+        _log_step(flow_name, step, turn)
+        return VoiceResult(twiml)
+
     key = _delivery_key(
         f"voice:{flow_name}", hook, call_sid, step or "start", hook.query.get("seq", "")
     )
-    engine = engines()[flow_name]
-    if step is None and engine.static_start:
-        return _greet(session, engine, flow_name, hook, config, now, fixed_query, first_language)
     claim = store.claim(session, key)
     if claim is None:
         return VoiceResult(store.stored_reply(session, key) or "", repeated=True)
@@ -143,17 +156,16 @@ def handle_call(
             ttl=store.CALL_TTL,
             now=now,
         )
-    turn = Turn(
-        session=session,
-        flow=engine.flow,
-        call_sid=call_sid,
-        caller=state.phone,
-        language=state.language,
-        data=copy.deepcopy(state.data),
-        base_url=config.base_url,
-        now=now,
-        config=config.values(),
-        query=dict(fixed_query or {}),
+    turn = _turn(
+        session,
+        engine,
+        call_sid,
+        state.phone,
+        state.language,
+        copy.deepcopy(state.data),
+        config,
+        now,
+        fixed_query,
     )
     if step is None or step == HANGUP:
         response = engine.start(turn, Input.from_params(params))
@@ -162,56 +174,44 @@ def handle_call(
     _save(session, state, turn, now)
     twiml = str(response)
     store.answer(session, claim, twiml)
-    log.info(
-        "call %s %s step %s -> %s (caller %s)",
-        call_sid,
-        flow_name,
-        step or "start",
-        turn.data.get("step"),
-        mask_phone(state.phone),
-    )
+    _log_step(flow_name, step, turn)
     return VoiceResult(twiml)
 
 
-def _greet(
+def _turn(
     session: Session,
     engine: Engine,
-    flow_name: str,
-    hook: Webhook,
+    call_sid: str,
+    caller: str,
+    language: str,
+    data: dict[str, Any],
     config: VoiceConfig,
     now: datetime,
     fixed_query: Mapping[str, str] | None,
-    language: str,
-) -> VoiceResult:
-    """A call's first request, when the flow's greeting depends on its file alone: answered
-    without the database. Nothing is claimed, because a repeated delivery gets the same TwiML
-    anyway, and nothing is stored, because nothing happened yet: the call's state is made by
-    its first answer (``handle_call`` finds none and starts one) or, for a caller who hangs up
-    during the greeting, by the status callback, which opens the callback task as before. A
-    flood of calls after a policy announcement then costs the database nothing until callers
-    speak."""
-    call_sid = hook.params.get("CallSid") or ""
-    turn = Turn(
+) -> Turn:
+    return Turn(
         session=session,
         flow=engine.flow,
         call_sid=call_sid,
-        caller=_party(hook.params),
+        caller=caller,
         language=language,
-        data={},
+        data=data,
         base_url=config.base_url,
         now=now,
         config=config.values(),
         query=dict(fixed_query or {}),
     )
-    twiml = str(engine.start(turn, Input.from_params(hook.params)))
+
+
+def _log_step(flow_name: str, step: str | None, turn: Turn) -> None:
     log.info(
-        "call %s %s step start -> %s (caller %s)",
-        call_sid,
+        "call %s %s step %s -> %s (caller %s)",
+        turn.call_sid,
         flow_name,
+        step or "start",
         turn.data.get("step"),
         mask_phone(turn.caller),
     )
-    return VoiceResult(twiml)
 
 
 def _save(session: Session, state: DialogueState, turn: Turn, now: datetime) -> None:
@@ -297,7 +297,7 @@ def handle_call_status(
             engine = engines()[flow_name]
             if status == "completed" and engine.static_start:
                 # Answered, and no answer came back: the caller heard the greeting, which
-                # stores nothing (see _greet).
+                # stores nothing (see handle_call).
                 state.data = {"step": engine.flow.start}
             if hook.query.get("ticket"):
                 # A revisit call that never reached its flow (not answered): the status
