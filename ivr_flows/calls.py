@@ -29,6 +29,8 @@ from tickets.phones import mask_phone, normalise_phone
 
 log = logging.getLogger(__name__)
 
+# What every status callback answers (built once: the twilio library's builder is not free).
+EMPTY_TWIML = str(VoiceResponse())
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 # Flow name -> (file, Python side). Adding a flow is a file and a registry here.
@@ -246,7 +248,6 @@ def handle_call_status(
     *,
     config: VoiceConfig,
     now: datetime,
-    end_handlers: Mapping[str, EndHandler] | None = None,
 ) -> VoiceResult:
     """Store the callback; when the call has ended, make sure nothing the caller asked is lost:
     a stated need becomes a case, a call that ended before that becomes a callback task."""
@@ -262,27 +263,34 @@ def handle_call_status(
         status,
         params.get("SequenceNumber") or params.get("Timestamp", ""),
     )
-    empty = str(VoiceResponse())
-    claim = store.claim(session, key)
-    if claim is None:
-        return VoiceResult(store.stored_reply(session, key) or empty, repeated=True)
-
+    empty = EMPTY_TWIML
     state_key = store.call_key(call_sid)
+    fields: dict[str, Any] = {
+        "call_sid": call_sid,
+        "parent_call_sid": params.get("ParentCallSid") or "",
+        "status": status,
+        "direction": params.get("Direction") or "",
+        "from_number": params.get("From") or "",
+        "to_number": params.get("To") or "",
+        "duration": _int(params.get("CallDuration")),
+        "answered_by": params.get("AnsweredBy") or "",
+        "sequence": _int(params.get("SequenceNumber")),
+    }
+    if status in FINAL_STATUSES:
+        # The usual end of a call: the conversation already has its case and the line needs
+        # nothing more at its end (store.SERVED_ENDS_NOTHING names those lines).
+        ended = store.end_served_call(session, key, state_key=state_key, entry=fields, now=now)
+        if ended.repeated:
+            return VoiceResult(empty, repeated=True)
+        if ended.served:
+            _log_end(call_sid, status, ended.flow, ended.step, ended.ticket_id)
+            return VoiceResult(empty)
+    if store.claim(session, key) is None:
+        return VoiceResult(empty, repeated=True)
+
     state = store.load_state(session, state_key, now=now)
     flow_name = state.flow if state is not None else _flow_of(params, config)
-    entry = CallLog(
-        call_sid=call_sid,
-        parent_call_sid=params.get("ParentCallSid") or "",
-        flow=flow_name,
-        status=status,
-        direction=params.get("Direction") or "",
-        from_number=params.get("From") or "",
-        to_number=params.get("To") or "",
-        duration=_int(params.get("CallDuration")),
-        answered_by=params.get("AnsweredBy") or "",
-        sequence=_int(params.get("SequenceNumber")),
-        at=now,
-    )
+    entry = CallLog(**fields, flow=flow_name, at=now)
     if status in FINAL_STATUSES and (state is None or not state.finished):
         if state is None:
             state = store.create_state(
@@ -303,25 +311,26 @@ def handle_call_status(
                 # A revisit call that never reached its flow (not answered): the status
                 # callback URL names the ticket.
                 state.data = {"revisit_ticket_number": hook.query["ticket"]}
-        handler = (end_handlers or END_HANDLERS).get(flow_name)
+        handler = END_HANDLERS.get(flow_name)
         if handler is not None:
             handler(session, state, status, now)
         state.finished = True
         session.add(state)
         flag_modified(state, "data")
-        log.info(
-            "call %s ended (%s) in %s at step %s; case %s",
-            call_sid,
-            status,
-            flow_name,
-            state.data.get("step"),
-            state.ticket_id,
-        )
+        _log_end(call_sid, status, flow_name, state.data.get("step"), state.ticket_id)
     entry.ticket_id = state.ticket_id if state is not None else None
     # Written with the state by the commit's flush: one unit of work, not one per row. The
     # reply is always the empty one, so it is not stored: a retry reads "" and answers empty.
     session.add(entry)
     return VoiceResult(empty)
+
+
+def _log_end(
+    call_sid: str, status: str, flow_name: str, step: str | None, ticket_id: int | None
+) -> None:
+    log.info(
+        "call %s ended (%s) in %s at step %s; case %s", call_sid, status, flow_name, step, ticket_id
+    )
 
 
 def _end_main(session: Session, state: DialogueState, status: str, now: datetime) -> None:
@@ -431,7 +440,7 @@ def register_callback(
 
 def handle_recording_status(session: Session, hook: Webhook, *, now: datetime) -> VoiceResult:
     params = hook.params
-    empty = str(VoiceResponse())
+    empty = EMPTY_TWIML
     recording_sid = params.get("RecordingSid") or ""
     status = params.get("RecordingStatus") or ""
     if not recording_sid:
@@ -463,7 +472,7 @@ def handle_message_status(session: Session, hook: Webhook, *, now: datetime) -> 
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     if not sid or not status:
         raise BadWebhook("missing MessageSid or MessageStatus")
-    empty = str(VoiceResponse())
+    empty = EMPTY_TWIML
     claim = store.claim(session, _delivery_key("message", hook, sid, status))
     if claim is None:
         return VoiceResult(empty, repeated=True)

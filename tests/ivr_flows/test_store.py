@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from ivr_flows import store
-from ivr_flows.models import DialogueState, WebhookDelivery
+from ivr_flows.models import CallLog, DialogueState, WebhookDelivery
+from tickets.models import Channel
+from tickets.service import Actor, ticket_service
 
 NOW = datetime(2026, 11, 30, 2, tzinfo=UTC)
 
@@ -44,3 +49,111 @@ def test_long_keys_stay_unique(session: Session) -> None:
     second = store.claim(session, "x" * 299 + "y")
     assert first is not None and second is not None
     assert store.claim(session, "x" * 300) is None
+
+
+# --- the usual end of a call ------------------------------------------------------------------
+
+
+ENTRY = {
+    "call_sid": "CA1",
+    "parent_call_sid": "",
+    "status": "completed",
+    "direction": "inbound",
+    "from_number": "+8613800138000",
+    "to_number": "+862312345",
+    "duration": 42,
+    "answered_by": "",
+    "sequence": 3,
+}
+
+
+def _conversation(
+    engine: Engine,
+    key: str,
+    *,
+    flow: str = "main",
+    with_case: bool = True,
+    expires: timedelta = store.CALL_TTL,
+) -> int | None:
+    with Session(engine) as session:
+        ticket_id = None
+        if with_case:
+            ticket = ticket_service.open_ticket(
+                session,
+                actor=Actor("test"),
+                channel=Channel.voice,
+                caller_phone="+8613800138000",
+                summary="想申请贷款",
+                language="zh",
+                now=NOW,
+            )
+            ticket_id = ticket.id
+        row = store.create_state(
+            session, key, flow=flow, phone="+8613800138000", language="zh", ttl=expires, now=NOW
+        )
+        data = {"step": "transfer", "ticket_id": ticket_id} if with_case else {"step": "ask"}
+        store.save_state(session, row, data=data, ttl=expires, now=NOW)
+        row.ticket_id = ticket_id
+        session.commit()
+    return ticket_id
+
+
+def _end(engine: Engine, key: str, state_key: str = "call:CA1") -> store.ServedCallEnd:
+    with Session(engine) as session:
+        ended = store.end_served_call(
+            session, key, state_key=state_key, entry=ENTRY, now=NOW + timedelta(minutes=2)
+        )
+        session.commit()
+    return ended
+
+
+def _written(engine: Engine) -> tuple[list[tuple[str, int | None]], int, bool]:
+    with Session(engine) as session:
+        logs = [(log.flow, log.ticket_id) for log in session.exec(select(CallLog)).all()]
+        deliveries = len(session.exec(select(WebhookDelivery)).all())
+        state = session.get(DialogueState, "call:CA1")
+        return logs, deliveries, bool(state and state.finished)
+
+
+def test_a_served_call_is_closed_and_logged_once(clean_db: Engine) -> None:
+    ticket_id = _conversation(clean_db, "call:CA1")
+    ended = _end(clean_db, "status:CA1:completed:3")
+    assert ended == store.ServedCallEnd(
+        served=True, flow="main", ticket_id=ticket_id, step="transfer"
+    )
+    assert _written(clean_db) == ([("main", ticket_id)], 1, True)
+    # The same delivery again, and another final status: the conversation is finished, so
+    # neither is a served call's end any more (the general path claims and logs them).
+    assert _end(clean_db, "status:CA1:completed:3") == store.ServedCallEnd()
+    assert _end(clean_db, "status:CA1:failed:4") == store.ServedCallEnd()
+    assert _written(clean_db) == ([("main", ticket_id)], 1, True)
+
+
+@pytest.mark.parametrize(
+    ("flow", "with_case", "expires"),
+    [
+        ("main", False, store.CALL_TTL),  # no case yet: its end opens one
+        ("revisit", True, store.CALL_TTL),  # a revisit's end records its outcome
+        ("main", True, timedelta(minutes=1)),  # expired: the general path starts afresh
+    ],
+)
+def test_other_conversations_are_left_to_the_general_path_untouched(
+    clean_db: Engine, flow: str, with_case: bool, expires: timedelta
+) -> None:
+    _conversation(clean_db, "call:CA1", flow=flow, with_case=with_case, expires=expires)
+    assert _end(clean_db, "status:CA1:completed:3") == store.ServedCallEnd()
+    assert _end(clean_db, "status:CA2:completed:3", state_key="call:CA2") == store.ServedCallEnd()
+    assert _written(clean_db) == ([], 0, False)
+
+
+def test_concurrent_deliveries_of_the_end_close_and_log_once(clean_db: Engine) -> None:
+    ticket_id = _conversation(clean_db, "call:CA1")
+    with ThreadPoolExecutor(8) as pool:
+        ends = list(pool.map(lambda _: _end(clean_db, "status:CA1:completed:3"), range(16)))
+    first = [end for end in ends if end.served and not end.repeated]
+    repeats = [end for end in ends if end.repeated]
+    # Each is the winner, a repeat (it saw the conversation open and lost the claim), or,
+    # arriving after the winner's commit, left to the general path (which finds the claim).
+    assert len(first) == 1 and first[0].ticket_id == ticket_id
+    assert len(first) + len(repeats) + ends.count(store.ServedCallEnd()) == 16
+    assert _written(clean_db) == ([("main", ticket_id)], 1, True)
