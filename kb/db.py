@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import DateTime, MetaData, String, event
 from sqlalchemy.engine import Engine
@@ -90,24 +91,45 @@ def execute_alone(engine: Engine, statement: str, params: Mapping[str, Any]) -> 
     as a dict (None when it returned none). PostgreSQL (psycopg) only: ``statement`` uses
     psycopg's ``%(name)s`` placeholders.
 
-    For the few hot statements that are by themselves a request's whole unit of work: on a
-    pooled connection (pre-pinged like any other), in autocommit, so no BEGIN and COMMIT round
-    trips, and past SQLAlchemy's execution layer, which costs more CPU than the statement."""
+    For the few hot statements that are by themselves a request's whole unit of work: in
+    autocommit, so no BEGIN and COMMIT round trips, and past SQLAlchemy's execution layer,
+    which costs more CPU than the statement. Their connections come from a pool of their own
+    that does not ping each connection it lends (a round trip as dear as the statement): on a
+    dead connection (the server restarted) that pool is emptied and the statement runs once
+    more, so it **must be safe to run twice** (an idempotent claim in the statement does it:
+    the first run may have committed before the connection died)."""
+    from psycopg import OperationalError
     from psycopg.rows import dict_row
 
-    pooled = engine.raw_connection()
-    try:
+    alone = _alone_engine(engine)
+    for attempt in (1, 2):
+        pooled = alone.raw_connection()
         connection: Any = pooled.driver_connection
-        connection.autocommit = True
         try:
             with connection.cursor(row_factory=dict_row) as cursor:
                 return cursor.execute(statement, params).fetchone()
+        except OperationalError:
+            if attempt == 2 or not connection.broken:
+                raise
+            # Every pooled connection is as dead as this one: take new ones.
+            alone.dispose()
         finally:
-            if not connection.broken:
-                connection.autocommit = False
-    finally:
-        # Back to the pool; a broken connection is discarded by the pool's reset.
-        pooled.close()
+            pooled.close()
+    raise AssertionError("unreachable")
+
+
+_ALONE_ENGINES: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def _alone_engine(engine: Engine) -> Engine:
+    """``engine``'s companion for :func:`execute_alone`: the same database, in autocommit,
+    without pre-ping; disposed with ``engine``."""
+    alone = _ALONE_ENGINES.get(engine)
+    if alone is None:
+        alone = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        event.listen(engine, "engine_disposed", lambda _engine: alone.dispose())
+        _ALONE_ENGINES[engine] = alone
+    return alone
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,64 @@
+"""kb.db's one-statement transactions (PostgreSQL only: SQLite runs everything in process)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from kb.db import execute_alone
+
+
+@pytest.fixture
+def postgresql(clean_db: Engine) -> Engine:
+    if clean_db.dialect.name != "postgresql":
+        pytest.skip("execute_alone is PostgreSQL's: SQLite has no round trips to save")
+    return clean_db
+
+
+def _kill_other_connections(engine: Engine) -> int:
+    with engine.connect() as connection:
+        killed = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    return int(killed)
+
+
+def test_a_statement_commits_alone_and_returns_its_first_row(postgresql: Engine) -> None:
+    row = execute_alone(
+        postgresql,
+        "INSERT INTO dialogue_state (key, flow, phone, language, data, finished, created_at,"
+        " updated_at, expires_at) VALUES (%(key)s, 'main', '', 'zh', '{}', false, now(), now(),"
+        " now()) RETURNING key, flow",
+        {"key": "call:CA-alone"},
+    )
+    assert row == {"key": "call:CA-alone", "flow": "main"}
+    # Committed on its own: another connection sees it.
+    with postgresql.connect() as connection:
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM dialogue_state WHERE key = 'call:CA-alone'")
+            ).scalar_one()
+            == 1
+        )
+    assert execute_alone(postgresql, "SELECT 1 AS one WHERE false", {}) is None
+
+
+def test_dead_pooled_connections_are_replaced_without_an_error(postgresql: Engine) -> None:
+    for _ in range(3):
+        assert execute_alone(postgresql, "SELECT 1 AS one", {}) == {"one": 1}
+    assert _kill_other_connections(postgresql) > 0
+    assert execute_alone(postgresql, "SELECT 2 AS two", {}) == {"two": 2}
+
+
+def test_an_error_in_the_statement_is_raised_and_the_pool_stays_usable(
+    postgresql: Engine,
+) -> None:
+    from psycopg import errors
+
+    with pytest.raises(errors.UndefinedTable):
+        execute_alone(postgresql, "SELECT * FROM no_such_table", {})
+    assert execute_alone(postgresql, "SELECT 3 AS three", {}) == {"three": 3}
