@@ -207,10 +207,21 @@ def configure_logging(
     root.setLevel(level if isinstance(level, int) else level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker", "rq"):
         logger = logging.getLogger(name)
+        if name == "uvicorn.access" and access_log_disabled(logger):
+            continue
         for existing in list(logger.handlers):
             logger.removeHandler(existing)
         logger.propagate = True
+        # The hotline's level governs them too (uvicorn sets its own loggers to INFO).
+        logger.setLevel(logging.NOTSET)
     return handler
+
+
+def access_log_disabled(logger: logging.Logger) -> bool:
+    """uvicorn's ``--no-access-log`` leaves its access logger without handlers and cut off
+    from the root: routing it through the JSON handler would bring back a line per request
+    that the operator turned off (and its cost: a tenth of a trivial request's CPU)."""
+    return not logger.handlers and not logger.propagate
 
 
 def configure_from_settings(settings: Any) -> logging.Handler:

@@ -339,3 +339,32 @@ def test_a_real_webhook_logs_neither_the_callers_number_nor_the_body_nor_the_tok
         json.loads(line)
     with Session(clean_db) as session:
         assert session.exec(select(Ticket)).one().caller_phone == CALLER  # stored, not logged
+
+
+@pytest.mark.parametrize(
+    ("uvicorn_access_log", "level", "written"),
+    [(True, "INFO", True), (True, "WARNING", False), (False, "INFO", False)],
+)
+def test_uvicorns_access_lines_follow_its_switch_and_the_hotlines_level(
+    uvicorn_access_log: bool, level: str, written: bool
+) -> None:
+    """As uvicorn leaves its access logger before the app configures logging: with a handler
+    of its own at INFO, or (``--no-access-log``) with none and cut off from the root."""
+    from uvicorn.config import LOGGING_CONFIG, Config
+
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.handlers[:], access.propagate, access.level)
+    Config("hotline.app:app", log_config=LOGGING_CONFIG, access_log=uvicorn_access_log)
+    stream = io.StringIO()
+    handler = configure_logging(level, stream=stream)
+    try:
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", "/twilio/sms", "1.1", 200)
+        lines = _records(stream)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(logging.WARNING)
+        access.handlers, access.propagate = saved[0], saved[1]
+        access.setLevel(saved[2])
+    assert bool(lines) == written
+    if written:
+        assert lines[0]["logger"] == "uvicorn.access" and "/twilio/sms" in str(lines[0]["message"])
