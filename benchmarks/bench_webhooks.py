@@ -33,10 +33,16 @@ shared machine) and, for the real webhooks, ``<scenario>_rps_ratio`` (to the flo
 when wrk stopped included) stored with their ticket. Any answer other than 200 counts in
 ``<scenario>_errors``.
 
-Run (about 2 minutes with the defaults)::
+Run (about 6 minutes with the defaults)::
 
-    .venv/bin/python benchmarks/bench_webhooks.py [--seconds 10] [--warmup 2] [--web-threads N]
-        [--only SCENARIO ...] [--profile DIR]
+    .venv/bin/python benchmarks/bench_webhooks.py [--seconds 10] [--warmup 2] [--rounds 3]
+        [--web-threads N] [--only SCENARIO ...] [--profile DIR]
+
+``--rounds`` runs the floor and the scenarios that many times in turn and prints medians; each
+ratio is the median of the rounds' ratios, each taken against the floor measured just before
+(``<scenario>_rps_ratio_rounds`` lists them). On a machine shared with other tenants the CPU
+on offer drifts from one minute to the next by a third (seen in session 5: the floor at 1,059
+and 1,589 req/s ten minutes apart, same code); a ratio of two neighbouring phases drifts less.
 
 ``--only`` runs the floor and the named scenarios (``call_status`` needs ``sms_new_ticket``'s
 ticket, ``call_status_abandoned`` the voice run's calls); ``--profile DIR`` samples the app's
@@ -63,6 +69,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 from urllib.parse import urlencode
 
@@ -467,6 +474,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured, per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds, per scenario")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="floor + scenarios this many times; medians (ratios: of each round's pair)",
+    )
+    parser.add_argument(
         "--web-threads", type=int, default=None, help="HOTLINE_WEB_THREADS for the app"
     )
     parser.add_argument(
@@ -516,24 +529,30 @@ def main() -> None:
         )
     _vacuum_analyze(database_url)
     app = _start_app(env, port)
-    run = f"{int(time.time()) % 0xFFFFFF:06x}"
-    results: dict[str, dict[str, Any]] = {}
+    first_run = int(time.time()) % 0xFFFFF0
+    runs = [f"{first_run + n:06x}" for n in range(args.rounds)]
+    rounds: list[dict[str, dict[str, Any]]] = []
     load_before = os.getloadavg()[0]
     try:
         _wait_healthy(base_url)
-        for scenario in chosen:
-            # call_status_abandoned replays the voice run's calls: same run id, same numbering.
-            results[scenario] = _scenario(
-                base_url,
-                database_url,
-                scenario,
-                run,
-                args.seconds,
-                args.warmup,
-                work,
-                app.pid,
-                args.profile,
-            )
+        for run in runs:
+            # A round measures the floor, then each scenario right after it: on a shared
+            # machine the CPU on offer drifts between minutes, and a ratio of two phases run
+            # side by side is steadier than either figure.
+            rounds.append({})
+            for scenario in chosen:
+                # call_status_abandoned replays the round's voice calls: same run id.
+                rounds[-1][scenario] = _scenario(
+                    base_url,
+                    database_url,
+                    scenario,
+                    run,
+                    args.seconds,
+                    args.warmup,
+                    work,
+                    app.pid,
+                    args.profile,
+                )
     finally:
         os.killpg(app.pid, signal.SIGTERM)
         try:
@@ -545,25 +564,37 @@ def main() -> None:
 
         redis.Redis.from_url(redis_url).flushdb()
 
-    floor = results["ping"]
     print(f"bench_webhooks_concurrency {CONCURRENCY}")
+    print(f"bench_webhooks_rounds {args.rounds}")
     print(f"bench_webhooks_web_threads {args.web_threads or 'default'}")
     print(f"bench_webhooks_loadavg_1m_before {load_before:.2f}")
     print(f"bench_webhooks_loadavg_1m_after {os.getloadavg()[0]:.2f}")
     for scenario in chosen:
-        r = results[scenario]
-        print(f"{scenario}_requests {r['count']}")
-        print(f"{scenario}_rps {r['rps']:.1f}")
-        print(f"{scenario}_p50_ms {r['p50_ms']:.1f}")
-        print(f"{scenario}_p99_ms {r['p99_ms']:.1f}")
-        print(f"{scenario}_app_cpu_ms_per_request {r['app_cpu_ms']:.2f}")
-        print(f"{scenario}_postgres_cpu_ms_per_request {r['pg_cpu_ms']:.2f}")
-        if r["errors"]:
-            print(f"{scenario}_errors {json.dumps(r['errors'])}")
+        measured = [r[scenario] for r in rounds]
+        figures = {
+            key: median([m[key] for m in measured])
+            for key in ("rps", "p50_ms", "p99_ms", "app_cpu_ms", "pg_cpu_ms")
+        }
+        print(f"{scenario}_requests {sum(m['count'] for m in measured)}")
+        print(f"{scenario}_rps {figures['rps']:.1f}")
+        print(f"{scenario}_p50_ms {figures['p50_ms']:.1f}")
+        print(f"{scenario}_p99_ms {figures['p99_ms']:.1f}")
+        print(f"{scenario}_app_cpu_ms_per_request {figures['app_cpu_ms']:.2f}")
+        print(f"{scenario}_postgres_cpu_ms_per_request {figures['pg_cpu_ms']:.2f}")
+        errors: dict[str, int] = {}
+        for m in measured:
+            for kind, count in m["errors"].items():
+                errors[kind] = errors.get(kind, 0) + count
+        if errors:
+            print(f"{scenario}_errors {json.dumps(errors)}")
         if scenario != "ping":
-            print(f"{scenario}_rps_ratio {r['rps'] / floor['rps']:.3f}")
-            print(f"{scenario}_p50_ratio {r['p50_ms'] / floor['p50_ms']:.2f}")
-    print(f"sms_new_ticket_tickets {_tickets_of_run(database_url, run)}")
+            ratios = [r[scenario]["rps"] / r["ping"]["rps"] for r in rounds]
+            p50_ratios = [r[scenario]["p50_ms"] / r["ping"]["p50_ms"] for r in rounds]
+            print(f"{scenario}_rps_ratio {median(ratios):.3f}")
+            if len(rounds) > 1:
+                print(f"{scenario}_rps_ratio_rounds {','.join(f'{x:.3f}' for x in ratios)}")
+            print(f"{scenario}_p50_ratio {median(p50_ratios):.2f}")
+    print(f"sms_new_ticket_tickets {sum(_tickets_of_run(database_url, run) for run in runs)}")
 
 
 if __name__ == "__main__":

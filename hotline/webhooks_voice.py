@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -23,7 +24,7 @@ from hotline.settings import Settings
 from ivr_flows import calls
 from ivr_flows.calls import BadWebhook, VoiceConfig, VoiceResult, Webhook
 from ivr_flows.texts import text
-from kb.db import utcnow
+from kb.db import get_engine, utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio", tags=["twilio"])
@@ -39,12 +40,26 @@ Run = Callable[[Webhook, datetime], VoiceResult]
 
 
 def voice_config(settings: Settings) -> VoiceConfig:
+    return _voice_config(
+        settings.public_base_url,
+        settings.main_number,
+        settings.monitor_number,
+        settings.timezone,
+        settings.twilio_agent_workflow_sid,
+    )
+
+
+@lru_cache(maxsize=8)
+def _voice_config(
+    base_url: str, main_number: str, monitor_number: str, timezone: str, workflow_sid: str
+) -> VoiceConfig:
+    # The same few values on every request: built once (frozen, so safe to share).
     return VoiceConfig(
-        base_url=settings.public_base_url,
-        main_number=settings.main_number,
-        monitor_number=settings.monitor_number,
-        timezone=settings.timezone,
-        agent_workflow_sid=settings.twilio_agent_workflow_sid,
+        base_url=base_url,
+        main_number=main_number,
+        monitor_number=monitor_number,
+        timezone=timezone,
+        agent_workflow_sid=workflow_sid,
     )
 
 
@@ -157,20 +172,19 @@ def revisit_call(
 
 
 @router.post("/call-status", response_class=Response, summary="Call status callback")
-def call_status(
-    request: Request,
-    form: TwilioForm,
-    session: SessionDep,
-    settings: SettingsDep,
-) -> Response:
+def call_status(request: Request, form: TwilioForm, settings: SettingsDep) -> Response:
+    # Its own session rather than SessionDep: the usual end of a call never uses one (see
+    # store.end_served_call), and FastAPI's handling of a generator dependency costs more
+    # than the session.
     config = voice_config(settings)
-    return _run(
-        request,
-        form,
-        session,
-        settings,
-        lambda hook, now: calls.handle_call_status(session, hook, config=config, now=now),
-    )
+    with Session(get_engine(), expire_on_commit=False) as session:
+        return _run(
+            request,
+            form,
+            session,
+            settings,
+            lambda hook, now: calls.handle_call_status(session, hook, config=config, now=now),
+        )
 
 
 @router.post("/recording-status", response_class=Response, summary="Recording status callback")

@@ -20,6 +20,8 @@ class DialogueState(SQLModel, table=True):
     """One conversation in progress: a call (``call:CA…``) or an SMS sender (``sms:+86…``)."""
 
     __tablename__ = "dialogue_state"
+    # Room for in-place updates: a call updates its row at every step (migration 4b8e2f6a1d09).
+    __table_args__ = {"postgresql_with": {"fillfactor": 70}}
     key: str = Field(primary_key=True, max_length=80)
     flow: str = Field(max_length=24)
     phone: str = Field(default="", max_length=32, index=True)
