@@ -28,7 +28,8 @@ One figure per line: ``<scenario>_rps``, ``<scenario>_p50_ms``, ``<scenario>_p99
 ``<scenario>_app_cpu_ms_per_request`` and ``<scenario>_postgres_cpu_ms_per_request`` (CPU time
 the app's processes and PostgreSQL's spent per request served: steadier than throughput on a
 shared machine) and, for the real webhooks, ``<scenario>_rps_ratio`` (to the floor) and
-``<scenario>_p50_ratio``;
+``<scenario>_p50_ratio``, and ``<scenario>_cpu_ratio`` (the floor's CPU per request, app and
+PostgreSQL, over the scenario's: steadier than throughput on a shared machine);
 ``sms_new_ticket_tickets`` counts the texts of the SMS run (warm-up and requests still in flight
 when wrk stopped included) stored with their ticket. Any answer other than 200 counts in
 ``<scenario>_errors``.
@@ -594,6 +595,15 @@ def main() -> None:
             if len(rounds) > 1:
                 print(f"{scenario}_rps_ratio_rounds {','.join(f'{x:.3f}' for x in ratios)}")
             print(f"{scenario}_p50_ratio {median(p50_ratios):.2f}")
+            # The floor's CPU per request over the scenario's (app and PostgreSQL): what the
+            # throughput ratio would be with the CPU the only limit. It drifts less than
+            # throughput on a shared machine; a second view, not the target's figure.
+            cpu_ratios = [
+                (r["ping"]["app_cpu_ms"] + r["ping"]["pg_cpu_ms"])
+                / max(r[scenario]["app_cpu_ms"] + r[scenario]["pg_cpu_ms"], 1e-9)
+                for r in rounds
+            ]
+            print(f"{scenario}_cpu_ratio {median(cpu_ratios):.3f}")
     print(f"sms_new_ticket_tickets {sum(_tickets_of_run(database_url, run) for run in runs)}")
 
 
