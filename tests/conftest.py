@@ -213,3 +213,17 @@ def _flush_jobs_left_by_requests(request: pytest.FixtureRequest) -> Iterator[Non
         connection = redis.Redis.from_url(url)
         connection.flushdb()
         connection.close()
+
+
+def kill_other_connections(engine: Engine) -> int:
+    """PostgreSQL: terminate every other connection to the test database (a server restart,
+    as the app's pools see it); returns how many."""
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+        conn.commit()
+    return int(killed)

@@ -37,7 +37,7 @@ from hotline.worker import OutboxRelay
 from ivr_flows.models import DialogueState
 from kb.db import get_engine
 from kb.models import Institution
-from tests.conftest import TwilioSigner, sms_params
+from tests.conftest import TwilioSigner, kill_other_connections, sms_params
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, Twiml, new_sid
 from tests.tickets.conftest import dispatched, local, service_institutions, staff_of
 from tickets import service as ticket_ops
@@ -337,18 +337,6 @@ def test_sqlite_locked_requests_fail_cleanly_then_recover_without_restart(
         assert session.exec(select(Ticket)).one().number in again.text
 
 
-def _kill_connections(engine: Engine) -> int:
-    with engine.connect() as conn:
-        killed = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-        conn.commit()
-    return int(killed)
-
-
 def test_postgresql_connections_killed_during_traffic_fail_cleanly_and_recover(
     settings: Settings, twilio: TwilioSigner, clean_db: Engine
 ) -> None:
@@ -373,7 +361,7 @@ def test_postgresql_connections_killed_during_traffic_fail_cleanly_and_recover(
             kills = 0
             for _ in range(6):
                 time.sleep(0.15)
-                kills += _kill_connections(clean_db)
+                kills += kill_other_connections(clean_db)
             results = [f.result() for f in futures]
         assert kills > 0
         assert all(status in (200, 503) for status, _, _ in results), results
@@ -382,7 +370,7 @@ def test_postgresql_connections_killed_during_traffic_fail_cleanly_and_recover(
                 assert status == 200
                 _twiml(body)
         # Recovered, same process, no restart:
-        _kill_connections(clean_db)
+        kill_other_connections(clean_db)
         assert client.get("/api/institutions?limit=5").status_code == 200
         assert client.get("/healthz").status_code == 200
     with Session(clean_db) as session:

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from kb.db import execute_alone
+from tests.conftest import kill_other_connections
 
 
 @pytest.fixture
@@ -14,17 +15,6 @@ def postgresql(clean_db: Engine) -> Engine:
     if clean_db.dialect.name != "postgresql":
         pytest.skip("execute_alone is PostgreSQL's: SQLite has no round trips to save")
     return clean_db
-
-
-def _kill_other_connections(engine: Engine) -> int:
-    with engine.connect() as connection:
-        killed = connection.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    return int(killed)
 
 
 def test_a_statement_commits_alone_and_returns_its_first_row(postgresql: Engine) -> None:
@@ -50,7 +40,7 @@ def test_a_statement_commits_alone_and_returns_its_first_row(postgresql: Engine)
 def test_dead_pooled_connections_are_replaced_without_an_error(postgresql: Engine) -> None:
     for _ in range(3):
         assert execute_alone(postgresql, "SELECT 1 AS one", {}) == {"one": 1}
-    assert _kill_other_connections(postgresql) > 0
+    assert kill_other_connections(postgresql) > 0
     assert execute_alone(postgresql, "SELECT 2 AS two", {}) == {"two": 2}
 
 
