@@ -273,13 +273,18 @@ def _need(
 ) -> _Answer:
     classification = routing.classify(body)
     language = classification.language
-    firm = firm or ticket_service.find_or_create_firm(session, phone, language=language)
     place = routing.locate(body)
-    district_code = place.district_code if place else firm.district_code
-    cluster_code = place.code if place and place.kind == "cluster" else None
-    if place is not None:
+    if firm is None:
+        # _answer looked the sender up in this transaction and found none: made here, with
+        # the district the text names (no second lookup, no later update).
+        firm = ticket_service.create_firm(
+            session, phone, language=language, district_code=place.district_code if place else None
+        )
+    elif place is not None:
         firm.district_code = place.district_code
         session.add(firm)
+    district_code = firm.district_code
+    cluster_code = place.code if place and place.kind == "cluster" else None
 
     complaint = force_complaint or classification.complaint
     kind = TicketKind.complaint if complaint else TicketKind.service

@@ -297,9 +297,16 @@ class TicketService:
     def find_or_create_firm(self, session: Session, phone: str, *, language: str) -> Firm:
         firm = self.repository.firm_by_phone(session, phone)
         if firm is None:
-            firm = Firm(phone=phone, language=language)
-            session.add(firm)
-            session.flush()
+            firm = self.create_firm(session, phone, language=language)
+        return firm
+
+    def create_firm(
+        self, session: Session, phone: str, *, language: str, district_code: str | None = None
+    ) -> Firm:
+        """A firm first heard of now (the caller looked the phone up in this transaction)."""
+        firm = Firm(phone=phone, language=language, district_code=district_code)
+        session.add(firm)
+        session.flush()
         return firm
 
     def open_ticket(
