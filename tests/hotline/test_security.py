@@ -104,6 +104,30 @@ def test_forged_signatures_are_refused_and_store_nothing(
         assert session.exec(select(InboundMessage)).first() is None
 
 
+@pytest.mark.parametrize(
+    "signed_url",
+    ["https://hotline.example.test/twilio/ping", "https://hotline.example.test:443/twilio/ping"],
+)
+def test_twilio_may_sign_the_public_url_with_or_without_its_port(
+    signed_url: str, client: TestClient, settings: Settings
+) -> None:
+    assert settings.public_base_url == "https://hotline.example.test"
+    params = {"CallSid": "CA" + "1" * 32, "AccountSid": "AC" + "0" * 32}
+    validator = RequestValidator(settings.auth_token)
+    signature = validator.compute_signature(signed_url, params)
+    assert (
+        client.post(
+            "/twilio/ping", data=params, headers={"X-Twilio-Signature": signature}
+        ).status_code
+        == 200
+    )
+    moved = validator.compute_signature(signed_url.replace("/ping", "/voice"), params)
+    assert (
+        client.post("/twilio/ping", data=params, headers={"X-Twilio-Signature": moved}).status_code
+        == 403
+    )
+
+
 def test_a_replayed_signed_request_changes_nothing_and_cannot_be_moved(
     client: TestClient, twilio: TwilioSigner, settings: Settings, clean_db: Engine
 ) -> None:
