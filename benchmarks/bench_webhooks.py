@@ -27,23 +27,25 @@ Scenarios:
 One figure per line: ``<scenario>_rps``, ``<scenario>_p50_ms``, ``<scenario>_p99_ms``,
 ``<scenario>_app_cpu_ms_per_request`` and ``<scenario>_postgres_cpu_ms_per_request`` (CPU time
 the app's processes and PostgreSQL's spent per request served: steadier than throughput on a
-shared machine) and, for the real webhooks, ``<scenario>_rps_ratio`` (to the floor) and
-``<scenario>_p50_ratio``, and ``<scenario>_cpu_ratio`` (the floor's CPU per request, app and
-PostgreSQL, over the scenario's: steadier than throughput on a shared machine);
+shared machine), ``<scenario>_cpu_stolen_pct`` (the share of the machine's CPU time the
+hypervisor gave to other tenants during the phase) and, for the real webhooks,
+``<scenario>_rps_ratio`` (to the floor), ``<scenario>_p50_ratio`` and ``<scenario>_cpu_ratio``
+(the floor's CPU per request, app and PostgreSQL, over the scenario's);
 ``sms_new_ticket_tickets`` counts the texts of the SMS run (warm-up and requests still in flight
 when wrk stopped included) stored with their ticket. Any answer other than 200 counts in
 ``<scenario>_errors``.
 
-Run (about 6 minutes with the defaults)::
+Run (about 10 minutes with the defaults)::
 
     .venv/bin/python benchmarks/bench_webhooks.py [--seconds 10] [--warmup 2] [--rounds 3]
         [--web-threads N] [--only SCENARIO ...] [--profile DIR]
 
-``--rounds`` runs the floor and the scenarios that many times in turn and prints medians; each
-ratio is the median of the rounds' ratios, each taken against the floor measured just before
-(``<scenario>_rps_ratio_rounds`` lists them). On a machine shared with other tenants the CPU
-on offer drifts from one minute to the next by a third (seen in session 5: the floor at 1,059
-and 1,589 req/s ten minutes apart, same code); a ratio of two neighbouring phases drifts less.
+``--rounds`` runs every scenario that many times, each time right after a floor phase of its
+own, and prints medians; each ratio is the median of the rounds' ratios, each taken against
+the floor measured just before it (``<scenario>_rps_ratio_rounds`` lists them). On a machine
+shared with other tenants the CPU on offer drifts from one minute to the next by a third (seen
+in session 5: the floor at 1,059 and 1,589 req/s ten minutes apart, same code); a ratio of two
+neighbouring phases drifts less.
 
 ``--only`` runs the floor and the named scenarios (``call_status`` needs ``sms_new_ticket``'s
 ticket, ``call_status_abandoned`` the voice run's calls); ``--profile DIR`` samples the app's
@@ -135,6 +137,18 @@ def _cpu_seconds(pids: list[int]) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _steal_ticks() -> tuple[int, int]:
+    """The machine's stolen and total CPU ticks so far (``/proc/stat``): time the hypervisor
+    gave this VM's virtual CPUs to someone else."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def _steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return 100 * (after[0] - before[0]) / total if total > 0 else 0.0
 
 
 def _tree(root: int) -> list[int]:
@@ -301,7 +315,9 @@ def _scenario(
     app_pids, pg_pids = _tree(app_pid), _postgres_pids()
     app_before, pg_before = _cpu_seconds(app_pids), _cpu_seconds(pg_pids)
     profiler = _start_profiler(profile, scenario, app_pid, seconds)
+    steal_before = _steal_ticks()
     result = _wrk(base_url, measured_file, seconds)
+    result["steal_pct"] = _steal_share(steal_before, _steal_ticks())
     if profiler is not None:
         profiler.wait()
     if result["count"] > measured_count:
@@ -537,16 +553,31 @@ def main() -> None:
     try:
         _wait_healthy(base_url)
         for run in runs:
-            # A round measures the floor, then each scenario right after it: on a shared
-            # machine the CPU on offer drifts between minutes, and a ratio of two phases run
-            # side by side is steadier than either figure.
+            # Each scenario is measured right after a floor of its own: on a shared machine
+            # the CPU on offer drifts from one minute to the next (and sustained load was seen
+            # to slow the machine down), and a ratio of two neighbouring phases drifts less.
             rounds.append({})
             for scenario in chosen:
-                # call_status_abandoned replays the round's voice calls: same run id.
-                rounds[-1][scenario] = _scenario(
+                if scenario == "ping":
+                    continue
+                for phase in ("ping", scenario):
+                    # call_status_abandoned replays the round's voice calls: same run id.
+                    rounds[-1][f"ping:{scenario}" if phase == "ping" else scenario] = _scenario(
+                        base_url,
+                        database_url,
+                        phase,
+                        run,
+                        args.seconds,
+                        args.warmup,
+                        work,
+                        app.pid,
+                        args.profile,
+                    )
+            if chosen == ["ping"]:
+                rounds[-1]["ping"] = _scenario(
                     base_url,
                     database_url,
-                    scenario,
+                    "ping",
                     run,
                     args.seconds,
                     args.warmup,
@@ -571,10 +602,10 @@ def main() -> None:
     print(f"bench_webhooks_loadavg_1m_before {load_before:.2f}")
     print(f"bench_webhooks_loadavg_1m_after {os.getloadavg()[0]:.2f}")
     for scenario in chosen:
-        measured = [r[scenario] for r in rounds]
+        measured = [m for r in rounds for key, m in r.items() if key.split(":")[0] == scenario]
         figures = {
             key: median([m[key] for m in measured])
-            for key in ("rps", "p50_ms", "p99_ms", "app_cpu_ms", "pg_cpu_ms")
+            for key in ("rps", "p50_ms", "p99_ms", "app_cpu_ms", "pg_cpu_ms", "steal_pct")
         }
         print(f"{scenario}_requests {sum(m['count'] for m in measured)}")
         print(f"{scenario}_rps {figures['rps']:.1f}")
@@ -582,6 +613,7 @@ def main() -> None:
         print(f"{scenario}_p99_ms {figures['p99_ms']:.1f}")
         print(f"{scenario}_app_cpu_ms_per_request {figures['app_cpu_ms']:.2f}")
         print(f"{scenario}_postgres_cpu_ms_per_request {figures['pg_cpu_ms']:.2f}")
+        print(f"{scenario}_cpu_stolen_pct {figures['steal_pct']:.1f}")
         errors: dict[str, int] = {}
         for m in measured:
             for kind, count in m["errors"].items():
@@ -589,8 +621,11 @@ def main() -> None:
         if errors:
             print(f"{scenario}_errors {json.dumps(errors)}")
         if scenario != "ping":
-            ratios = [r[scenario]["rps"] / r["ping"]["rps"] for r in rounds]
-            p50_ratios = [r[scenario]["p50_ms"] / r["ping"]["p50_ms"] for r in rounds]
+            floors = [r[f"ping:{scenario}"] for r in rounds]
+            ratios = [r[scenario]["rps"] / f["rps"] for r, f in zip(rounds, floors, strict=True)]
+            p50_ratios = [
+                r[scenario]["p50_ms"] / f["p50_ms"] for r, f in zip(rounds, floors, strict=True)
+            ]
             print(f"{scenario}_rps_ratio {median(ratios):.3f}")
             if len(rounds) > 1:
                 print(f"{scenario}_rps_ratio_rounds {','.join(f'{x:.3f}' for x in ratios)}")
@@ -599,9 +634,9 @@ def main() -> None:
             # throughput ratio would be with the CPU the only limit. It drifts less than
             # throughput on a shared machine; a second view, not the target's figure.
             cpu_ratios = [
-                (r["ping"]["app_cpu_ms"] + r["ping"]["pg_cpu_ms"])
+                (f["app_cpu_ms"] + f["pg_cpu_ms"])
                 / max(r[scenario]["app_cpu_ms"] + r[scenario]["pg_cpu_ms"], 1e-9)
-                for r in rounds
+                for r, f in zip(rounds, floors, strict=True)
             ]
             print(f"{scenario}_cpu_ratio {median(cpu_ratios):.3f}")
     print(f"sms_new_ticket_tickets {sum(_tickets_of_run(database_url, run) for run in runs)}")
