@@ -7,10 +7,12 @@ environment: the caller passes the URL from the settings object.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -127,9 +129,15 @@ def _alone_engine(engine: Engine) -> Engine:
     alone = _ALONE_ENGINES.get(engine)
     if alone is None:
         alone = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
-        event.listen(engine, "engine_disposed", lambda _engine: alone.dispose())
+        event.listen(engine, "engine_disposed", partial(_dispose_alone, alone, os.getpid()))
         _ALONE_ENGINES[engine] = alone
     return alone
+
+
+def _dispose_alone(alone: Engine, creator_pid: int, _engine: Engine) -> None:
+    # In a process forked after the pool was filled (a job's work horse disposes the engine it
+    # inherited), its connections are the parent's: let go of them without closing them.
+    alone.dispose(close=os.getpid() == creator_pid)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

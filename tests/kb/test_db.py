@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -52,3 +54,23 @@ def test_an_error_in_the_statement_is_raised_and_the_pool_stays_usable(
     with pytest.raises(errors.UndefinedTable):
         execute_alone(postgresql, "SELECT * FROM no_such_table", {})
     assert execute_alone(postgresql, "SELECT 3 AS three", {}) == {"three": 3}
+
+
+def test_a_forked_child_disposing_the_engine_leaves_the_parents_connections_open(
+    postgresql: Engine,
+) -> None:
+    """A job's work horse is forked from the worker and disposes the engine it inherited
+    (close=False): the companion pool must let go of the parent's connections, not close them
+    (closing would end the parent's sessions, which its retry would then hide: hence the
+    backend pid)."""
+    before = execute_alone(postgresql, "SELECT pg_backend_pid() AS pid", {})
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's own exit status is the assertion
+        try:
+            postgresql.dispose(close=False)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.WEXITSTATUS(status) == 0
+    after = execute_alone(postgresql, "SELECT pg_backend_pid() AS pid", {})
+    assert after == before
