@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -98,10 +99,16 @@ def _conversation(
     return ticket_id
 
 
-def _end(engine: Engine, key: str, state_key: str = "call:CA1") -> store.ServedCallEnd:
+def _end(
+    engine: Engine, key: str, state_key: str = "call:CA1", entry: dict[str, Any] | None = None
+) -> store.ServedCallEnd:
     with Session(engine) as session:
         ended = store.end_served_call(
-            session, key, state_key=state_key, entry=ENTRY, now=NOW + timedelta(minutes=2)
+            session,
+            key,
+            state_key=state_key,
+            entry=entry or ENTRY,
+            now=NOW + timedelta(minutes=2),
         )
         session.commit()
     return ended
@@ -127,6 +134,15 @@ def test_a_served_call_is_closed_and_logged_once(clean_db: Engine) -> None:
     assert _end(clean_db, "status:CA1:completed:3") == store.ServedCallEnd()
     assert _end(clean_db, "status:CA1:failed:4") == store.ServedCallEnd()
     assert _written(clean_db) == ([("main", ticket_id)], 1, True)
+
+
+def test_a_served_call_without_duration_or_sequence_is_logged(clean_db: Engine) -> None:
+    ticket_id = _conversation(clean_db, "call:CA1")
+    bare = {**ENTRY, "duration": None, "sequence": None, "answered_by": ""}
+    assert _end(clean_db, "status:CA1:completed:", entry=bare).ticket_id == ticket_id
+    with Session(clean_db) as session:
+        [log] = session.exec(select(CallLog)).all()
+    assert (log.duration, log.sequence, log.ticket_id) == (None, None, ticket_id)
 
 
 @pytest.mark.parametrize(
