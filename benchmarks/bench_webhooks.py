@@ -557,27 +557,18 @@ def main() -> None:
             # the CPU on offer drifts from one minute to the next (and sustained load was seen
             # to slow the machine down), and a ratio of two neighbouring phases drifts less.
             rounds.append({})
-            for scenario in chosen:
-                if scenario == "ping":
-                    continue
-                for phase in ("ping", scenario):
-                    # call_status_abandoned replays the round's voice calls: same run id.
-                    rounds[-1][f"ping:{scenario}" if phase == "ping" else scenario] = _scenario(
-                        base_url,
-                        database_url,
-                        phase,
-                        run,
-                        args.seconds,
-                        args.warmup,
-                        work,
-                        app.pid,
-                        args.profile,
-                    )
-            if chosen == ["ping"]:
-                rounds[-1]["ping"] = _scenario(
+            phases = [
+                (key, phase)
+                for scenario in chosen
+                if scenario != "ping"
+                for key, phase in ((f"ping:{scenario}", "ping"), (scenario, scenario))
+            ] or [("ping", "ping")]
+            for key, phase in phases:
+                # call_status_abandoned replays the round's voice calls: same run id.
+                rounds[-1][key] = _scenario(
                     base_url,
                     database_url,
-                    "ping",
+                    phase,
                     run,
                     args.seconds,
                     args.warmup,
