@@ -263,7 +263,6 @@ def handle_call_status(
         status,
         params.get("SequenceNumber") or params.get("Timestamp", ""),
     )
-    empty = EMPTY_TWIML
     state_key = store.call_key(call_sid)
     fields: dict[str, Any] = {
         "call_sid": call_sid,
@@ -281,12 +280,12 @@ def handle_call_status(
         # nothing more at its end (store.SERVED_ENDS_NOTHING names those lines).
         ended = store.end_served_call(session, key, state_key=state_key, entry=fields, now=now)
         if ended.repeated:
-            return VoiceResult(empty, repeated=True)
+            return VoiceResult(EMPTY_TWIML, repeated=True)
         if ended.served:
             _log_end(call_sid, status, ended.flow, ended.step, ended.ticket_id)
-            return VoiceResult(empty)
+            return VoiceResult(EMPTY_TWIML)
     if store.claim(session, key) is None:
-        return VoiceResult(empty, repeated=True)
+        return VoiceResult(EMPTY_TWIML, repeated=True)
 
     state = store.load_state(session, state_key, now=now)
     flow_name = state.flow if state is not None else _flow_of(params, config)
@@ -322,7 +321,7 @@ def handle_call_status(
     # Written with the state by the commit's flush: one unit of work, not one per row. The
     # reply is always the empty one, so it is not stored: a retry reads "" and answers empty.
     session.add(entry)
-    return VoiceResult(empty)
+    return VoiceResult(EMPTY_TWIML)
 
 
 def _log_end(
@@ -440,14 +439,13 @@ def register_callback(
 
 def handle_recording_status(session: Session, hook: Webhook, *, now: datetime) -> VoiceResult:
     params = hook.params
-    empty = EMPTY_TWIML
     recording_sid = params.get("RecordingSid") or ""
     status = params.get("RecordingStatus") or ""
     if not recording_sid:
         raise BadWebhook("missing RecordingSid")
     claim = store.claim(session, _delivery_key("recording", hook, recording_sid, status))
     if claim is None:
-        return VoiceResult(empty, repeated=True)
+        return VoiceResult(EMPTY_TWIML, repeated=True)
     state = store.load_state(session, store.call_key(params.get("CallSid") or ""), now=now)
     if state is not None and state.ticket_id and status == "completed":
         casework.note(
@@ -463,7 +461,7 @@ def handle_recording_status(session: Session, hook: Webhook, *, now: datetime) -
             },
             text="录音已保存",
         )
-    return VoiceResult(empty)
+    return VoiceResult(EMPTY_TWIML)
 
 
 def handle_message_status(session: Session, hook: Webhook, *, now: datetime) -> VoiceResult:
@@ -472,10 +470,9 @@ def handle_message_status(session: Session, hook: Webhook, *, now: datetime) -> 
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     if not sid or not status:
         raise BadWebhook("missing MessageSid or MessageStatus")
-    empty = EMPTY_TWIML
     claim = store.claim(session, _delivery_key("message", hook, sid, status))
     if claim is None:
-        return VoiceResult(empty, repeated=True)
+        return VoiceResult(EMPTY_TWIML, repeated=True)
     session.add(
         MessageLog(
             message_sid=sid,
@@ -486,7 +483,7 @@ def handle_message_status(session: Session, hook: Webhook, *, now: datetime) -> 
             at=now,
         )
     )
-    return VoiceResult(empty)
+    return VoiceResult(EMPTY_TWIML)
 
 
 # --- when we fail ----------------------------------------------------------------------------

@@ -248,7 +248,6 @@ def end_served_call(
     three times the statement itself. A concurrent duplicate waits on the claim, then does
     nothing; a concurrent step of the same call is waited for by the update. Elsewhere (SQLite,
     in process) three statements in the session's transaction."""
-    fitted = _fit(key)
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         row = execute_alone(
@@ -256,7 +255,7 @@ def end_served_call(
             _END_SERVED_CALL_POSTGRESQL,
             {
                 **entry,
-                "key": fitted,
+                "key": _fit(key),
                 "state_key": state_key,
                 "now": now,
             },
