@@ -274,6 +274,7 @@ def _need(
     classification = routing.classify(body)
     language = classification.language
     place = routing.locate(body)
+    firm_is_new = firm is None
     if firm is None:
         # _answer looked the sender up in this transaction and found none: made here, with
         # the district the text names (no second lookup, no later update).
@@ -310,6 +311,7 @@ def _need(
         cluster_code=cluster_code,
         classification=classification.to_dict(),
         firm=firm,
+        firm_is_new=firm_is_new,
         now=now,
     )
     ticket = intake.ticket
@@ -405,16 +407,18 @@ def _dispatch(
         session, category=ticket.category, place=ticket.district_code, cluster=ticket.cluster_code
     )
     ticket_service.dispatch(session, ticket, actor=SMS_ACTOR, decision=decision, now=now)
-    institution = catalogue_repository.institution(session, decision.institution_id)
-    category = catalogue_repository.category(session, ticket.category)
-    assert institution is not None and category is not None
+    contact = catalogue_repository.service_contact(
+        session, decision.institution_id, ticket.category
+    )
+    assert contact is not None and contact.category_zh is not None
+    zh = language == "zh"
     return _fit(
         language,
         number=ticket.number,
-        category=category.name_zh if language == "zh" else category.name_en.lower(),
-        institution=institution.name_zh if language == "zh" else institution.name_en,
-        phone=institution.phone,
-        hours=institution.hours_zh if language == "zh" else institution.hours_en,
+        category=contact.category_zh if zh else (contact.category_en or "").lower(),
+        institution=contact.institution_zh if zh else contact.institution_en,
+        phone=contact.phone,
+        hours=contact.hours_zh if zh else contact.hours_en,
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -17,6 +19,18 @@ from kb.models import (
     InstitutionCategory,
     Tier,
 )
+
+
+class ServiceContact(NamedTuple):
+    """What a firm is told of the institution serving its case and of the case's category."""
+
+    institution_zh: str
+    institution_en: str
+    phone: str
+    hours_zh: str
+    hours_en: str
+    category_zh: str | None  # None: no such category
+    category_en: str | None
 
 
 class CatalogueRepository:
@@ -40,6 +54,28 @@ class CatalogueRepository:
 
     def institution(self, session: Session, institution_id: int) -> Institution | None:
         return session.get(Institution, institution_id)
+
+    def service_contact(
+        self, session: Session, institution_id: int, category_key: str
+    ) -> ServiceContact | None:
+        """One read for a reply that names both (two ORM loads cost a text opening a case
+        about a tenth of its CPU)."""
+
+        def category_name(column: Any) -> Any:
+            return select(column).where(col(Category.key) == category_key).scalar_subquery()
+
+        row = session.execute(
+            sa.select(  # sqlmodel's select types four columns at most
+                col(Institution.name_zh),
+                col(Institution.name_en),
+                col(Institution.phone),
+                col(Institution.hours_zh),
+                col(Institution.hours_en),
+                category_name(Category.name_zh),
+                category_name(Category.name_en),
+            ).where(col(Institution.id) == institution_id)
+        ).first()
+        return ServiceContact(*row) if row is not None else None
 
     def institution_by_code(self, session: Session, code: str) -> Institution | None:
         return session.exec(select(Institution).where(Institution.code == code)).first()

@@ -128,6 +128,9 @@ class LiveStates(Protocol):
     def fetch(self, ids: Iterable[int]) -> None:
         """Make the live state of these institutions available to :meth:`get` (a hint)."""
 
+    def want(self, ids: Iterable[int]) -> None:
+        """These will be asked for too: read them with the next read (a hint)."""
+
     def get(self, institution_id: int) -> LiveState | None: ...
 
 
@@ -521,6 +524,9 @@ class MemoryLiveStates:
     def fetch(self, ids: Iterable[int]) -> None:
         return None
 
+    def want(self, ids: Iterable[int]) -> None:
+        return None
+
     def get(self, institution_id: int) -> LiveState | None:
         return self.catalogue.live.get(institution_id)
 
@@ -535,9 +541,16 @@ class DatabaseLiveStates:
         self.session = session
         self.catalogue = catalogue
         self.known: dict[int, LiveState] = {}
+        self.later: set[int] = set()
+
+    def want(self, ids: Iterable[int]) -> None:
+        self.later.update(ids)
 
     def fetch(self, ids: Iterable[int]) -> None:
-        wanted = sorted({i for i in ids if i not in self.known})
+        # What was wanted rides along: a match that weighs the fixed tiers and the nearest
+        # services reads them all in one query.
+        wanted = sorted({i for i in (*ids, *self.later) if i not in self.known})
+        self.later.clear()
         if not wanted:
             return
         rows = self.session.execute(

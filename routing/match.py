@@ -254,8 +254,9 @@ def _decide(
     district_windows = (
         catalogue.district_windows.get(where.district.code, []) if where.district and known else []
     )
-    # Read the fixed tiers' live state in one go, before the search reads its own.
-    states.fetch(e.id for e in [*cluster_windows, *district_windows, *catalogue.municipal])
+    # The fixed tiers' live state is read with the first of the search's own reads (or the
+    # cluster window's, when there is one).
+    states.want(e.id for e in [*cluster_windows, *district_windows, *catalogue.municipal])
 
     def judge(entry: InstitutionEntry, distance: float | None) -> _Option | str:
         return _judge(entry, distance, wanted.key, excluded, local, states, table, policy)

@@ -11,8 +11,11 @@ into RQ only after that change is committed.
 If Redis is down, the relay leaves the rows as they are and returns; the web app retries after
 each committing request and the worker retries periodically, so nothing is stranded.
 
-``pending_commits`` is set whenever a session that wrote outbox rows commits: the web layer's
-hook looks at it after each request to relay right away.
+``pending_commits`` is set whenever a session that wrote outbox rows due within
+``RELAY_AFTER_REQUEST_HORIZON`` commits: the web layer's hook looks at it after each request to
+relay those right away. Rows due later (a case's SLA timers) wait for the workers' periodic
+relay: a request that wrote only those would relay nothing, at the price of a Redis round trip
+and a query.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ RELAY_AFTER_REQUEST_HORIZON = timedelta(minutes=1)
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
-# Set when a session that wrote outbox rows commits; cleared by whoever relays.
+# Set when a session that wrote outbox rows due soon commits; cleared by whoever relays.
 pending_commits = threading.Event()
 
 
@@ -74,19 +77,20 @@ def add(
         raise ValueError(f"unknown queue {queue!r}")
     row = OutboxMessage(task=task, payload=payload, run_at=run_at, ticket_id=ticket_id, queue=queue)
     session.add(row)
-    session.info["outbox_written"] = True
+    if run_at is None or as_utc(run_at) <= utcnow() + RELAY_AFTER_REQUEST_HORIZON:
+        session.info["outbox_due_soon"] = True
     return row
 
 
 @event.listens_for(Session, "after_commit")
 def _signal_commit(session: Session) -> None:
-    if session.info.pop("outbox_written", False):
+    if session.info.pop("outbox_due_soon", False):
         pending_commits.set()
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back(session: Session) -> None:
-    session.info.pop("outbox_written", None)
+    session.info.pop("outbox_due_soon", None)
 
 
 def session_factory_for(engine: Engine) -> SessionFactory:

@@ -376,17 +376,29 @@ class TicketService:
         cluster_code: str | None = None,
         classification: dict[str, Any] | None = None,
         firm: Firm | None = None,
+        firm_is_new: bool = False,
         now: datetime | None = None,
     ) -> IntakeResult:
         """A new request: linked as a follow-up when it repeats an open one of the same firm
         (same category, similar text, within 7 days), else opened as a new ticket.
 
-        A complaint that quotes a ticket number is linked to that ticket.
+        A complaint that quotes a ticket number is linked to that ticket. ``firm_is_new`` says
+        the caller made ``firm`` in this transaction: it has no earlier request to repeat, and
+        nobody looks for one.
         """
         now = now or utcnow()
         if firm is None and caller_phone:
-            firm = self.find_or_create_firm(session, caller_phone, language=language)
-        if kind == TicketKind.service and firm is not None and firm.id and category:
+            firm = self.repository.firm_by_phone(session, caller_phone)
+            if firm is None:
+                firm = self.create_firm(session, caller_phone, language=language)
+                firm_is_new = True
+        if (
+            kind == TicketKind.service
+            and firm is not None
+            and firm.id is not None
+            and not firm_is_new
+            and category
+        ):
             best: tuple[float, Ticket] | None = None
             for candidate in self.repository.open_requests_of_firm(
                 session, firm.id, category, now - FOLLOW_UP_WINDOW

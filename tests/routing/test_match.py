@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import typer
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
@@ -223,6 +223,27 @@ def test_institution_at_capacity_is_skipped_and_loads_are_read_live(session: Ses
     set_open_cases(session, first.institution_id, chosen.capacity - 1)
     third = match(session, category="financing", place="yuzhong")
     assert first.institution_code in codes(third)
+
+
+def test_one_query_reads_the_live_state_of_everything_a_match_weighs(session: Session) -> None:
+    """The fixed tiers (district window, city platform) and the nearest services together:
+    loads are read live on every match, so each extra read is paid by every routed case."""
+    match(session, category="financing", place="yubei")  # the catalogue is built and cached
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        decision = match(session, category="financing", place="yubei")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    live_reads = [s for s in statements if "open_cases" in s]
+    assert len(live_reads) == 1, statements
+    place = district(session, "yubei")
+    assert decision.institution_id == oracle(session, "financing", place.lat, place.lon)[0].id
 
 
 def test_load_weighs_in_among_neighbours(session: Session) -> None:

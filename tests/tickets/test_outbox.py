@@ -29,6 +29,7 @@ from tickets.outbox import (
     RETRY_INTERVALS_SECONDS,
     job_id,
     pending,
+    pending_commits,
     relay_outbox,
     rescue_stranded,
     session_factory_for,
@@ -170,6 +171,29 @@ def test_relaying_what_is_due_soon_leaves_the_rest_for_later(
     assert relayed == set(due_ids)
     assert relay_outbox(factory, redis_conn, now=now) == 1
     assert job_id(later_id or 0) in _scheduled(redis_conn)
+
+
+def test_only_a_commit_with_rows_due_soon_wakes_the_relay_after_the_request(
+    clean_db: Engine,
+) -> None:
+    factory = session_factory_for(clean_db)
+    now = utcnow()
+    pending_commits.clear()
+    with factory() as session:
+        add_to_outbox(session, "sla_check", {"ticket_id": 0}, run_at=now + timedelta(hours=4))
+    # Timers hours ahead: the web process would relay nothing, so it is not asked to.
+    assert not pending_commits.is_set()
+
+    with factory() as session:
+        add_to_outbox(session, "sla_check", {"ticket_id": 0}, run_at=now + timedelta(hours=4))
+        add_to_outbox(session, "sla_check", {"ticket_id": 0}, run_at=now + timedelta(seconds=30))
+        session.rollback()
+    assert not pending_commits.is_set()  # nothing was committed
+
+    with factory() as session:
+        add_to_outbox(session, "sms_firm", {"ticket_id": 0})
+    assert pending_commits.is_set()
+    pending_commits.clear()
 
 
 def test_a_relayed_row_whose_job_redis_lost_is_relayed_again(
