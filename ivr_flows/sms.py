@@ -203,7 +203,9 @@ def _request(session: Session, phone: str, body: str, now: datetime, firm: Firm 
     if not body.strip():
         return _Answer(text("sms_texts", "empty", routing.classify(body).language))
 
-    state = store.load_state(session, store.sms_key(phone), now=now)
+    # A text dialogue is only ever started for a sender already on file (_await_district runs
+    # after the firm is made, and firms are kept): a sender who is not has none to continue.
+    state = store.load_state(session, store.sms_key(phone), now=now) if firm else None
     if state is not None and state.data.get("awaiting") == "district":
         answered = _district_answer(session, state, firm, body, now)
         if answered is not None:

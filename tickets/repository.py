@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import URL, Engine, and_, create_engine, exists, func, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import and_, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from kb.db import execute_alone
 from kb.models import Institution, Tier
 from tickets.models import (
     Firm,
@@ -50,7 +49,9 @@ class TicketRepository:
     def next_sequence(self, session: Session, day: str) -> int:
         """The next number of the day; concurrent openings never share a number.
 
-        On PostgreSQL the number is taken in a transaction of its own, one statement long: taken
+        On PostgreSQL the number is taken in a transaction of its own, one statement long
+        (:func:`kb.db.execute_alone`: autocommit, on connections of its own, so a request
+        holding one of the pool's never waits for another to take a number): taken
         inside the ticket's transaction, the day's counter row would stay locked until that
         transaction commits, and every ticket opening in the city would wait for the one before
         it. The price is a gap in the day's numbers when an opening then fails, which numbers
@@ -59,7 +60,8 @@ class TicketRepository:
         there the counter is updated in the ticket's transaction."""
         bind = session.get_bind()
         if bind.dialect.name == "postgresql":
-            return _take_number_apart(bind.engine.url, day)
+            taken = execute_alone(bind.engine, _TAKE_NUMBER, {"day": day})
+            return int(taken["last"])
         result = session.execute(
             update(TicketCounter)
             .where(col(TicketCounter.day) == day)
@@ -238,41 +240,12 @@ class TicketRepository:
 ticket_repository = TicketRepository()
 
 
-_numbering_engines: dict[str, Engine] = {}
-
-
-def _forget_inherited_numbering_connections() -> None:
-    """A forked child (an RQ work horse) must not use, nor close, its parent's connections."""
-    for engine in _numbering_engines.values():
-        engine.dispose(close=False)
-
-
-os.register_at_fork(after_in_child=_forget_inherited_numbering_connections)
-
-
-def _take_number_apart(url: URL, day: str) -> int:
-    key = url.render_as_string(hide_password=False)
-    engine = _numbering_engines.get(key)
-    if engine is None:
-        # A small pool of its own: a request holding one of the caller's pooled connections
-        # never waits for another one of those (all may be held by requests waiting for a
-        # number), and each of these is held for one statement only.
-        engine = _numbering_engines.setdefault(
-            key,
-            create_engine(
-                url, pool_size=2, max_overflow=8, pool_pre_ping=True, isolation_level="AUTOCOMMIT"
-            ),
-        )
-    statement = (
-        pg_insert(TicketCounter)
-        .values(day=day, last=1)
-        .on_conflict_do_update(
-            index_elements=[col(TicketCounter.day)], set_={"last": TicketCounter.last + 1}
-        )
-        .returning(col(TicketCounter.last))
-    )
-    with engine.connect() as connection:
-        return int(connection.execute(statement).scalar_one())
+# One statement, its own transaction (see next_sequence). Run a second time after a lost
+# connection it can only leave a gap, which the numbers may have.
+_TAKE_NUMBER = (
+    "INSERT INTO ticket_counter (day, last) VALUES (%(day)s, 1) "
+    "ON CONFLICT (day) DO UPDATE SET last = ticket_counter.last + 1 RETURNING last"
+)
 
 
 # --- lookups for the ticket page's actions (re-route search, the original of a duplicate) ---

@@ -255,12 +255,15 @@ class TicketService:
         values: dict[str, Any] = dict(changes or {})
         values.update(state=new_state, version=ticket.version + 1, updated_at=now)
         assert ticket.id is not None
-        result = session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.version == ticket.version)  # type: ignore[arg-type]
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        # What the session holds unwritten (the event of a ticket opened just now) goes out with
+        # this transition's event below, in one INSERT, not in a flush of its own before this.
+        with session.no_autoflush:
+            result = session.execute(
+                update(Ticket)
+                .where(Ticket.id == ticket.id, Ticket.version == ticket.version)  # type: ignore[arg-type]
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             state, version = self.repository.current_version(session, ticket.id)
             raise StaleTicket(
