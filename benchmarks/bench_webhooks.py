@@ -17,7 +17,7 @@ Scenarios:
 - ``voice_first_step``: ``POST /twilio/voice`` for a new call: the greeting, which since
   session 4 is answered from the flow file alone (no claim, no state: nothing has happened yet);
 - ``sms_new_ticket``: ``POST /twilio/sms`` from a new number, which classifies, routes, opens a
-  ticket, writes its SLA jobs to the outbox and relays them to Redis after the answer;
+  ticket and writes its SLA jobs to the outbox (hours ahead, so left to the workers' relay);
 - ``call_status``: ``POST /twilio/call-status`` ``completed`` for calls that went through the
   flow and opened their ticket (the usual end of a call; their conversations are written in bulk
   before the phase): the status is stored and the conversation closed;
