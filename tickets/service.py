@@ -298,10 +298,14 @@ class TicketService:
     # --- intake --------------------------------------------------------------------------
 
     def find_or_create_firm(self, session: Session, phone: str, *, language: str) -> Firm:
+        return self._firm_for(session, phone, language=language)[0]
+
+    def _firm_for(self, session: Session, phone: str, *, language: str) -> tuple[Firm, bool]:
+        """The firm with this phone, and whether it was made now."""
         firm = self.repository.firm_by_phone(session, phone)
-        if firm is None:
-            firm = self.create_firm(session, phone, language=language)
-        return firm
+        if firm is not None:
+            return firm, False
+        return self.create_firm(session, phone, language=language), True
 
     def create_firm(
         self, session: Session, phone: str, *, language: str, district_code: str | None = None
@@ -391,10 +395,7 @@ class TicketService:
         """
         now = now or utcnow()
         if firm is None and caller_phone:
-            firm = self.repository.firm_by_phone(session, caller_phone)
-            if firm is None:
-                firm = self.create_firm(session, caller_phone, language=language)
-                firm_is_new = True
+            firm, firm_is_new = self._firm_for(session, caller_phone, language=language)
         if (
             kind == TicketKind.service
             and firm is not None
