@@ -157,19 +157,18 @@ def _keyword(body: str) -> str:
 
 def _answer(session: Session, sms: InboundSms, body: str, now: datetime) -> _Answer:
     phone = normalise_phone(sms.from_number) or sms.from_number
+    # Looked up once here; the paths below that need a firm where none was found make it.
     firm = ticket_repository.firm_by_phone(session, phone)
     word = _keyword(body)
 
     if word in STOP_WORDS:
-        firm = firm or ticket_service.find_or_create_firm(session, phone, language=STOP_WORDS[word])
+        firm = firm or ticket_service.create_firm(session, phone, language=STOP_WORDS[word])
         _set_opt_out(session, firm, True)
         store.end_state(session, store.sms_key(phone))
         reply = "" if sms.opt_out_type else text("sms_texts", "opted_out", STOP_WORDS[word])
         return _Answer(reply)
     if word in START_WORDS:
-        firm = firm or ticket_service.find_or_create_firm(
-            session, phone, language=START_WORDS[word]
-        )
+        firm = firm or ticket_service.create_firm(session, phone, language=START_WORDS[word])
         _set_opt_out(session, firm, False)
         reply = "" if sms.opt_out_type else text("sms_texts", "opted_in", START_WORDS[word])
         return _Answer(reply)
