@@ -1,11 +1,12 @@
 """Webhook throughput and latency, with the app started the production way.
 
-Starts ``uvicorn hotline.app:app --workers 2`` (uvloop, httptools, no access log) on PostgreSQL
-and a Redis server (no RQ worker: jobs wait in Redis, as they would for a busy worker pool), then
-drives it from a separate load-generator process on loopback: ``wrk`` (Debian's package; ``make
-bench`` installs it) with ``bench_webhooks.lua``, one thread, fixed concurrency 32, cycling
-through form posts precomputed here and signed exactly as Twilio signs them (twilio's
-RequestValidator over the public URL and the form), each with its own MessageSid/CallSid so the
+Starts ``hotline web --workers 2`` (two uvicorn processes with uvloop and httptools, each
+accepting on a socket of its own; no access log) on PostgreSQL and a Redis server (no RQ
+worker: jobs wait in Redis, as they would for a busy worker pool), then drives it from a
+separate load-generator process on loopback: ``wrk`` (Debian's package; ``make bench``
+installs it) with ``bench_webhooks.lua``, one thread, fixed concurrency 32, cycling through
+form posts precomputed here and signed exactly as Twilio signs them (twilio's RequestValidator
+over the public URL and the form), each with its own MessageSid/CallSid so the
 webhooks' deduplication never short-circuits. wrk is C and costs a few percent of one core; an
 asyncio httpx generator (the first version of this script) took most of a core of the two the
 app has, and set the floor's tail. Each scenario has a short warm-up, then a fixed duration.
@@ -82,6 +83,8 @@ LUA = Path(__file__).with_suffix(".lua")
 TOKEN = "bench-auth-token-0123456789abcdef"
 CONCURRENCY = 32
 BODY = "我们公司在渝北区，想申请一笔贷款扩大生产"
+# What a scenario's requests build on: the ticket of the SMS run, the calls of the voice run.
+NEEDS = {"call_status": "sms_new_ticket", "call_status_abandoned": "voice_first_step"}
 SCENARIOS = (
     "ping",
     "voice_first_step",
@@ -152,7 +155,7 @@ def _steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 
 def _tree(root: int) -> list[int]:
-    """``root`` and its descendants (uvicorn's supervisor and its workers)."""
+    """``root`` and its descendants (``hotline web`` and its web processes)."""
     found, frontier = [root], [root]
     while frontier:
         pid = frontier.pop()
@@ -445,24 +448,18 @@ def _tickets_of_run(database_url: str, run: str) -> int:
 
 
 def _start_app(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    # As production runs it (docs/deploy.md): two uvicorn processes, each accepting on a
+    # socket of its own, so wrk's 32 long-lived connections spread over both.
     return subprocess.Popen(
         [
-            str(BIN / "python"),
-            "-m",
-            "uvicorn",
-            "hotline.app:app",
+            str(BIN / "hotline"),
+            "web",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--workers",
             "2",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--proxy-headers",
         ],
         env=env,
         cwd=ROOT,
@@ -522,6 +519,11 @@ def main() -> None:
         return
 
     chosen = [s for s in SCENARIOS if s == "ping" or args.only is None or s in args.only]
+    for scenario, needs in NEEDS.items():
+        if scenario in chosen and needs not in chosen:
+            # Without it the callbacks would find no served conversation (or no call) and
+            # measure another path under this scenario's name.
+            parser.error(f"{scenario} needs {needs} in the same run (--only {needs} {scenario})")
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     var_dir = tempfile.mkdtemp(prefix="bench-webhooks-")

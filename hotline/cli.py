@@ -125,6 +125,39 @@ def worker(
 
 
 @app.command()
+def web(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Web processes (one or two per core)")] = 2,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="Proxies whose X-Forwarded-* headers are believed")
+    ] = "127.0.0.1",
+    graceful_timeout: Annotated[
+        int, typer.Option(help="Seconds a stopping process gives the requests in flight")
+    ] = 20,
+    access_log: Annotated[bool, typer.Option(help="uvicorn's access log")] = False,
+) -> None:
+    """Run the web app in production: WORKERS uvicorn processes on one port, each accepting on
+    a socket of its own (SO_REUSEPORT), restarted if one dies; no migration, no RQ worker."""
+    from hotline.logging_setup import configure_from_settings
+    from hotline.webserver import WebOptions, serve_web
+
+    # A bad setting stops here, with its message, rather than in every process.
+    configure_from_settings(_settings())
+    options = WebOptions(
+        forwarded_allow_ips=forwarded_allow_ips,
+        graceful_timeout=graceful_timeout,
+        access_log=access_log,
+    )
+    try:
+        code = serve_web(host, port, workers, options)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,

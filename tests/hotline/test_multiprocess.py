@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,31 +24,11 @@ from sqlmodel import Session, col, select
 from hotline.settings import Settings
 from tests.conftest import TwilioSigner
 from tests.ivr_flows.phone import PhoneCall
+from tests.live_server import free_port, process_env
 from tickets import outbox
 from tickets.models import OutboundMessage, OutboxMessage, Ticket, TicketEvent, TicketState
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update(
-        {
-            "HOTLINE_DATABASE_URL": settings.database_url,
-            "HOTLINE_REDIS_URL": settings.redis_url or "",
-            "HOTLINE_VAR_DIR": str(settings.var_dir),
-            "HOTLINE_TWILIO_AUTH_TOKEN": settings.auth_token,
-            "HOTLINE_PUBLIC_BASE_URL": settings.public_base_url,
-            "HOTLINE_LOG_LEVEL": "WARNING",
-        }
-    )
-    return env
 
 
 class Alternating:
@@ -72,8 +51,8 @@ class Alternating:
 @pytest.fixture
 def cluster(settings: Settings, clean_db: Engine, redis_conn: redis.Redis) -> Iterator[list[int]]:
     redis_conn.flushdb()
-    env = _env(settings)
-    ports = [_free_port(), _free_port()]
+    env = process_env(settings)
+    ports = [free_port(), free_port()]
     processes = [
         subprocess.Popen(
             [str(BIN / "python"), "-m", "uvicorn", "hotline.app:app", "--port", str(port)],
