@@ -407,11 +407,13 @@ def _dispatch(
     decision = decision or routing.match(
         session, category=ticket.category, place=ticket.district_code, cluster=ticket.cluster_code
     )
-    ticket_service.dispatch(session, ticket, actor=SMS_ACTOR, decision=decision, now=now)
+    # Read before the dispatch, whose last statement locks the institution's row until the
+    # commit (see TicketService._after_handover): the next text for it waits less.
     contact = catalogue_repository.service_contact(
         session, decision.institution_id, ticket.category
     )
     assert contact is not None and contact.category_zh is not None
+    ticket_service.dispatch(session, ticket, actor=SMS_ACTOR, decision=decision, now=now)
     zh = language == "zh"
     return _fit(
         language,

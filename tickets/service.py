@@ -730,12 +730,14 @@ class TicketService:
         previous_holder: int | None,
         now: datetime,
     ) -> None:
-        """After the ticket's UPDATE (row locks in one order): capacity moves to the new
-        institution, the decision is stored, the SLA timers are written for the new clocks."""
+        """After the ticket's UPDATE (row locks in one order): the decision is stored, the SLA
+        timers are written for the new clocks, capacity moves to the new institution.
+
+        Capacity last: its UPDATE locks the institution's row until the transaction ends, and
+        every case routed to that institution waits for the lock (all the texts of a busy
+        morning may go to one platform), so the rows written here go out before it, in the
+        flush that UPDATE makes, not while others wait."""
         assert ticket.id is not None
-        if previous_holder is not None:
-            catalogue_repository.adjust_open_cases(session, previous_holder, -1)
-        catalogue_repository.adjust_open_cases(session, decision.institution_id, +1)
         self._record_routing(session, ticket, decision, now)
         for clock, due_at in (
             ("accept", ticket.accept_due_at),
@@ -751,6 +753,9 @@ class TicketService:
                 ticket_id=ticket.id,
                 queue="high",
             )
+        if previous_holder is not None:
+            catalogue_repository.adjust_open_cases(session, previous_holder, -1)
+        catalogue_repository.adjust_open_cases(session, decision.institution_id, +1)
 
     def _record_routing(
         self, session: Session, ticket: Ticket, decision: RoutingDecision, now: datetime
