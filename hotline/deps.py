@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 import anyio
 import redis
@@ -17,6 +18,9 @@ from hotline.settings import Settings
 from kb.db import get_engine
 
 log = logging.getLogger(__name__)
+
+# As Starlette's form parser: more fields than this is a bad request.
+MAX_FORM_FIELDS = 1000
 
 
 def get_settings(request: Request) -> Settings:
@@ -77,10 +81,36 @@ def public_url(settings: Settings, request: Request) -> str:
     return url
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The text fields of a posted form (the last value of a repeated name).
+
+    Twilio posts ``application/x-www-form-urlencoded``: that body is split by the standard
+    library, in C, into the pairs Starlette's parser gives (bytes as latin-1, %-escapes as
+    UTF-8 with replacement characters); python-multipart, under Starlette's, calls back into
+    Python for every name and value, and a status callback has ten. Anything else goes through
+    Starlette."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
+        form = await request.form()
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    body = await request.body()
+    try:
+        pairs = parse_qsl(
+            body.decode("latin-1"),
+            keep_blank_values=True,
+            errors="replace",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError:
+        raise HTTPException(
+            status_code=400, detail=f"more than {MAX_FORM_FIELDS} form fields"
+        ) from None
+    return dict(pairs)
+
+
 async def twilio_form(request: Request, settings: SettingsDep) -> dict[str, str]:
     """The webhook's form fields, only if ``X-Twilio-Signature`` verifies; else 403."""
-    form = await request.form()
-    params = {key: value for key, value in form.items() if isinstance(value, str)}
+    params = await form_fields(request)
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(settings.auth_token)
     if not signature or not _signed(validator, public_url(settings, request), params, signature):
