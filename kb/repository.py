@@ -66,17 +66,21 @@ class CatalogueRepository:
         def category_name(column: Any) -> Any:
             return select(column).where(col(Category.key) == category_key).scalar_subquery()
 
-        row = session.connection().execute(
-            sa.select(  # sqlmodel's select types four columns at most
-                col(Institution.name_zh),
-                col(Institution.name_en),
-                col(Institution.phone),
-                col(Institution.hours_zh),
-                col(Institution.hours_en),
-                category_name(Category.name_zh),
-                category_name(Category.name_en),
-            ).where(col(Institution.id) == institution_id)
-        ).first()
+        row = (
+            session.connection()
+            .execute(
+                sa.select(  # sqlmodel's select types four columns at most
+                    col(Institution.name_zh),
+                    col(Institution.name_en),
+                    col(Institution.phone),
+                    col(Institution.hours_zh),
+                    col(Institution.hours_en),
+                    category_name(Category.name_zh),
+                    category_name(Category.name_en),
+                ).where(col(Institution.id) == institution_id)
+            )
+            .first()
+        )
         return ServiceContact(*row) if row is not None else None
 
     def institution_by_code(self, session: Session, code: str) -> Institution | None:
