@@ -97,12 +97,10 @@ class WebProcesses:
         sockets: Sequence[socket.socket],
         workers: int,
         options: WebOptions,
-        env: dict[str, str] | None = None,
     ) -> None:
         self.sockets = list(sockets)
         self.workers = workers
         self.options = options
-        self.env = env
         self.children: list[subprocess.Popen[bytes] | None] = [None] * workers
         self.stopping = False
 
@@ -121,15 +119,11 @@ class WebProcesses:
                 *self.options.child_arguments(),
             ],
             pass_fds=(fd,),
-            env=self.env,
         )
 
     def start(self) -> None:
         for index in range(self.workers):
             self._start(index)
-
-    def pids(self) -> list[int]:
-        return [child.pid for child in self.children if child is not None]
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -189,8 +183,9 @@ def _child(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m hotline.webserver")
     parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
-    parser.add_argument("--graceful-timeout", type=int, default=20)
+    # Always passed by WebProcesses (WebOptions holds the defaults).
+    parser.add_argument("--forwarded-allow-ips", required=True)
+    parser.add_argument("--graceful-timeout", type=int, required=True)
     parser.add_argument("--proxy-headers", action="store_true")
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args(argv)

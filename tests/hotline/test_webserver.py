@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,17 @@ def _get(connection: http.client.HTTPConnection, path: str = "/healthz") -> int:
     return response.status
 
 
+@contextmanager
+def _open_connections(port: int, count: int) -> Iterator[list[http.client.HTTPConnection]]:
+    """``count`` keep-alive connections (each opened by its first request), closed after."""
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(count)]
+    try:
+        yield connections
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def _wait_answering(port: int, manager: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -101,8 +113,7 @@ def test_long_lived_connections_spread_over_every_process(
     manager, port = web
     workers = _children(manager.pid)
     assert len(workers) == 2
-    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(32)]
-    try:
+    with _open_connections(port, 32) as connections:
         assert [_get(c) for c in connections] == [200] * 32
         counts = _established_by_process(workers, port)
         # A hash spreads 32 connections; fewer than 4 on one side has odds of about 3 in 10^6.
@@ -111,9 +122,6 @@ def test_long_lived_connections_spread_over_every_process(
         # The connections stay open and keep their process: a second round on each.
         assert [_get(c) for c in connections] == [200] * 32
         assert _established_by_process(workers, port) == counts
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def test_a_process_that_dies_is_replaced_and_the_port_keeps_answering(
@@ -132,13 +140,9 @@ def test_a_process_that_dies_is_replaced_and_the_port_keeps_answering(
     assert second in workers
     replacement = next(pid for pid in workers if pid != second)
     _wait_answering(port, manager)
-    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(32)]
-    try:
+    with _open_connections(port, 32) as connections:
         assert [_get(c) for c in connections] == [200] * 32
         assert _established_by_process([second, replacement], port)[replacement] > 0
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def test_sigterm_stops_every_process_and_frees_the_port(
