@@ -419,6 +419,8 @@ def register_callback(
             ttl=store.CALL_TTL,
             now=now,
         )
+        # Kept even when no callback follows (a revisit call): the call is known from here.
+        session.add(state)
     if state.ticket_id:
         return state.ticket_id
     if state.flow == "revisit":

@@ -71,7 +71,13 @@ def create_state(
     ttl: timedelta,
     now: datetime | None = None,
 ) -> DialogueState:
-    """A fresh state (replacing an expired one under the same key)."""
+    """A fresh state (replacing an expired one under the same key), written when the caller
+    saves it (:func:`save_state`, or ``session.add``).
+
+    A new row is not added to the session here: the step that made it usually queries before
+    it saves (the caller's firm, the routing), and each query's autoflush would write the row
+    then, as an INSERT, and the save again, as an UPDATE. Added at the save, it is one INSERT
+    with its final values."""
     now = now or utcnow()
     if key in session.info.get(_READ_KEYS, ()):
         # load_state read this key in this transaction (and locked it): an expired row is in
@@ -85,9 +91,6 @@ def create_state(
     row.data, row.ticket_id, row.finished = {}, None, False
     row.created_at = row.updated_at = now
     row.expires_at = now + ttl
-    # Not flushed here: the step usually changes the state again, and the session writes it
-    # once, when it next flushes (a query or the commit).
-    session.add(row)
     return row
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 import routing
 from hotline.settings import Settings
 from ivr_flows.models import CallLog, DialogueState, MessageLog, WebhookDelivery
+from kb.db import get_engine
 from tests.conftest import TwilioSigner
 from tests.hotline.test_voice_main import at, events, sms_jobs, tickets
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, Twiml, new_sid
@@ -116,6 +118,46 @@ def test_a_finished_call_opens_nothing_more(call: PhoneCall, clean_db: Engine) -
     call.status("completed")
     call.status("completed", sequence="4")  # a later, different callback of the same end
     assert len(tickets(clean_db)) == 1
+
+
+def state_writes(action: Callable[[], object]) -> list[str]:
+    """The statements that write dialogue_state while ``action`` runs (their first word), on
+    the engine the app uses."""
+    engine = get_engine()
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        words = statement.split()
+        if words[0] in {"INSERT", "UPDATE"} and "dialogue_state" in words[:3]:
+            seen.append(words[0])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_new_calls_state_is_written_once_with_its_final_values(
+    call: PhoneCall, clean_db: Engine
+) -> None:
+    """The callback task's firm and ticket are looked up and written before the state is
+    saved: the state still goes out as one INSERT, not an INSERT and an UPDATE (every call
+    that ends at the greeting pays for each statement)."""
+    call.start()
+    assert state_writes(lambda: call.status("completed")) == ["INSERT"]
+    [ticket] = tickets(clean_db)
+    with Session(clean_db) as session:
+        [state] = session.exec(select(DialogueState)).all()
+        assert state.finished and state.ticket_id == ticket.id
+        assert state.data["ticket_id"] == ticket.id and state.data["step"] == "welcome"
+    other = PhoneCall(call.client, call.twilio, call.settings)
+    other.start()
+    assert state_writes(other.silence) == ["INSERT"]
+    with Session(clean_db) as session:
+        row = session.get(DialogueState, f"call:{other.sid}")
+        assert row is not None and not row.finished and row.data["step"] == "ask_need"
 
 
 def test_duplicate_status_callbacks_are_stored_once(call: PhoneCall, clean_db: Engine) -> None:
