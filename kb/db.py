@@ -101,6 +101,7 @@ def execute_alone(engine: Engine, statement: str, params: Mapping[str, Any]) -> 
     more, so it **must be safe to run twice** (an idempotent claim in the statement does it:
     the first run may have committed before the connection died)."""
     from psycopg import OperationalError
+    from psycopg.pq import TransactionStatus
     from psycopg.rows import dict_row
 
     alone = _alone_engine(engine)
@@ -116,6 +117,10 @@ def execute_alone(engine: Engine, statement: str, params: Mapping[str, Any]) -> 
             # Every pooled connection is as dead as this one: take new ones.
             alone.dispose()
         finally:
+            if connection.info.transaction_status != TransactionStatus.IDLE:
+                # Interrupted mid-statement: not reset on its way back (see _alone_engine), so
+                # it must not be lent again.
+                pooled.invalidate()
             pooled.close()
     raise AssertionError("unreachable")
 
@@ -125,10 +130,17 @@ _ALONE_ENGINES: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
 
 def _alone_engine(engine: Engine) -> Engine:
     """``engine``'s companion for :func:`execute_alone`: the same database, in autocommit,
-    without pre-ping; disposed with ``engine``."""
+    without pre-ping nor a reset when a connection goes back to the pool (in autocommit no
+    transaction is ever left open to roll back, and the reset's bookkeeping was the larger
+    part of the pool's cost per statement); disposed with ``engine``."""
     alone = _ALONE_ENGINES.get(engine)
     if alone is None:
-        alone = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        alone = create_engine(
+            engine.url,
+            isolation_level="AUTOCOMMIT",
+            pool_pre_ping=False,
+            pool_reset_on_return=None,
+        )
         event.listen(engine, "engine_disposed", partial(_dispose_alone, alone, os.getpid()))
         _ALONE_ENGINES[engine] = alone
     return alone

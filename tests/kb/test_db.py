@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from sqlalchemy import text
@@ -51,9 +52,38 @@ def test_an_error_in_the_statement_is_raised_and_the_pool_stays_usable(
 ) -> None:
     from psycopg import errors
 
+    before = execute_alone(postgresql, "SELECT pg_backend_pid() AS pid", {})
     with pytest.raises(errors.UndefinedTable):
         execute_alone(postgresql, "SELECT * FROM no_such_table", {})
     assert execute_alone(postgresql, "SELECT 3 AS three", {}) == {"three": 3}
+    # In autocommit an error leaves nothing open: the connection goes on serving.
+    assert execute_alone(postgresql, "SELECT pg_backend_pid() AS pid", {}) == before
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_statement_interrupted_midway_does_not_leave_its_connection_in_the_pool(
+    postgresql: Engine,
+) -> None:
+    """Connections go back to this pool without a reset: one whose statement was cut short (a
+    signal, a timeout in the caller) still has it running, and must not be lent again."""
+    before = execute_alone(postgresql, "SELECT pg_backend_pid() AS pid", {})
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            execute_alone(postgresql, "SELECT pg_sleep(5)", {})
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    after = execute_alone(postgresql, "SELECT pg_backend_pid() AS pid", {})
+    assert after is not None and after != before
 
 
 def test_a_forked_child_disposing_the_engine_leaves_the_parents_connections_open(
