@@ -109,8 +109,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _servers_answer(database_url: str, redis_url: str) -> str | None:
-    import redis
+def database_answers(database_url: str) -> str | None:
+    """None when the database answers, else why not (bench_handlers uses it too)."""
     import sqlalchemy
 
     try:
@@ -120,6 +120,15 @@ def _servers_answer(database_url: str, redis_url: str) -> str | None:
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure: no benchmark
         return f"database {database_url} not reachable ({type(exc).__name__})"
+    return None
+
+
+def _servers_answer(database_url: str, redis_url: str) -> str | None:
+    import redis
+
+    reason = database_answers(database_url)
+    if reason is not None:
+        return reason
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
     except Exception as exc:  # noqa: BLE001
