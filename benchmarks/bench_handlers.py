@@ -55,7 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import bench_webhooks as webhooks  # noqa: E402  (this folder: its scenarios' requests)
+import bench_webhooks  # noqa: E402  (this folder: its scenarios' requests and database set-up)
 
 SCENARIOS = ("sms_new_ticket", "call_status", "call_status_abandoned")
 WARMUP = 30
@@ -66,34 +66,34 @@ class Handlers:
 
     def __init__(self, database_url: str) -> None:
         import hotline.models_registry  # noqa: F401  (every table known to the ORM)
+        from hotline import webhooks, webhooks_voice
         from hotline.settings import load_settings
         from hotline.wiring import configure_domain
+        from kb.db import get_engine
 
         self.settings = load_settings(
             database_url=database_url,
             redis_url="redis://127.0.0.1:6379/9",  # not used: jobs stay in the outbox
             twilio_account_sid=None,
-            twilio_auth_token=webhooks.TOKEN,
+            twilio_auth_token=bench_webhooks.TOKEN,
             public_base_url="https://hotline.example.test",
-            var_dir=tempfile.mkdtemp(prefix="bench-handlers-"),
         )
         configure_domain(self.settings)
         self.app = _AppState(self.settings)
+        self.engine = get_engine()
+        self.inbound_sms = webhooks.inbound_sms
+        self.call_status = webhooks_voice.call_status
 
     def request(self, scenario: str, n: int, run: str) -> None:
         from sqlmodel import Session
 
-        from hotline import webhooks_voice
-        from hotline.webhooks import inbound_sms
-        from kb.db import get_engine
-
-        path, form = webhooks._params(scenario, n, run)
+        path, form = bench_webhooks._params(scenario, n, run)
         if scenario == "sms_new_ticket":
             # What get_session gives the endpoint.
-            with Session(get_engine(), expire_on_commit=False) as session:
-                response = inbound_sms(form, session)
+            with Session(self.engine, expire_on_commit=False) as session:
+                response = self.inbound_sms(form, session)
         else:
-            response = webhooks_voice.call_status(_request(self.app, path), form, self.settings)
+            response = self.call_status(_request(self.app, path), form, self.settings)
         if response.status_code != 200:
             raise SystemExit(f"{scenario}: {response.status_code} {response.body!r}")
 
@@ -140,10 +140,10 @@ def _statements() -> Iterator[list[int]]:
         event.remove(Engine, "before_cursor_execute", seen)
 
 
-def _prepare(database_url: str, scenario: str, run: str, first: int, count: int) -> None:
-    """What a scenario's requests find: the served conversations of ``call_status``."""
+def _prepare(database_url: str, scenario: str, run: str, count: int) -> None:
+    """What a scenario's ``count`` requests find: the served conversations of ``call_status``."""
     if scenario == "call_status":
-        webhooks._served_calls(database_url, run, first + count)
+        bench_webhooks._served_calls(database_url, run, count)
 
 
 def measure(
@@ -151,7 +151,7 @@ def measure(
 ) -> dict[str, float]:
     run = uuid.uuid4().hex[:6]
     per_repeat = WARMUP + requests
-    _prepare(database_url, scenario, run, 0, per_repeat * repeats + 1)
+    _prepare(database_url, scenario, run, per_repeat * repeats)
     cpu: list[float] = []
     statements = 0
     for repeat in range(repeats):
@@ -174,7 +174,7 @@ def _run_only(database_url: str, scenario: str, requests: int) -> None:
     """The child run under callgrind: ``requests`` of one scenario after the warm-up."""
     handlers = Handlers(database_url)
     run = uuid.uuid4().hex[:6]
-    _prepare(database_url, scenario, run, 0, WARMUP + requests + 1)
+    _prepare(database_url, scenario, run, WARMUP + requests)
     for n in range(WARMUP + requests):
         handlers.request(scenario, n, run)
 
@@ -226,7 +226,7 @@ def main() -> None:
     if args.child:
         _run_only(database_url, args.child[0], int(args.child[1]))
         return
-    reason = webhooks.database_answers(database_url)
+    reason = bench_webhooks.database_answers(database_url)
     if reason is None and args.callgrind and shutil.which("valgrind") is None:
         reason = "valgrind is not installed (apt-get install valgrind)"
     if reason:
@@ -236,18 +236,18 @@ def main() -> None:
     if "call_status" in chosen and "sms_new_ticket" not in chosen:
         # The served conversations name a ticket: the SMS scenario's first.
         chosen.insert(0, "sms_new_ticket")
-    webhooks._fresh_schema(database_url)
+    bench_webhooks._fresh_schema(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env["HOTLINE_DATABASE_URL"] = database_url
     for command in (["db", "upgrade"], ["kb", "load"]):
         subprocess.run(
-            [str(webhooks.BIN / "hotline"), *command],
+            [str(bench_webhooks.BIN / "hotline"), *command],
             env=env,
             cwd=ROOT,
             check=True,
             capture_output=True,
         )
-    webhooks._vacuum_analyze(database_url)
+    bench_webhooks._vacuum_analyze(database_url)
     handlers = Handlers(database_url)
     print(f"bench_handlers_requests {args.requests}")
     print(f"bench_handlers_repeats {args.repeats}")
