@@ -147,20 +147,21 @@ def _prepare(database_url: str, scenario: str, run: str, count: int) -> None:
 
 
 def measure(
-    handlers: Handlers, database_url: str, scenario: str, requests: int, repeats: int
+    handlers: Handlers, database_url: str, scenario: str, requests: int, repeats: int, first: int
 ) -> dict[str, float]:
+    """Requests numbered from ``first``: every caller is new (see ``main``)."""
     run = uuid.uuid4().hex[:6]
     per_repeat = WARMUP + requests
-    _prepare(database_url, scenario, run, per_repeat * repeats)
+    _prepare(database_url, scenario, run, first + per_repeat * repeats)
     cpu: list[float] = []
     statements = 0
     for repeat in range(repeats):
-        first = repeat * per_repeat
-        for n in range(first, first + WARMUP):
+        start = first + repeat * per_repeat
+        for n in range(start, start + WARMUP):
             handlers.request(scenario, n, run)
         with _statements() as count:
             started = time.process_time()
-            for n in range(first + WARMUP, first + per_repeat):
+            for n in range(start + WARMUP, start + per_repeat):
                 handlers.request(scenario, n, run)
             cpu.append(time.process_time() - started)
         statements = count[0]
@@ -170,18 +171,19 @@ def measure(
     }
 
 
-def _run_only(database_url: str, scenario: str, requests: int) -> None:
-    """The child run under callgrind: ``requests`` of one scenario after the warm-up."""
+def _run_only(database_url: str, scenario: str, first: int, requests: int) -> None:
+    """The child run under callgrind: ``requests`` of one scenario after the warm-up, numbered
+    from ``first``."""
     handlers = Handlers(database_url)
     run = uuid.uuid4().hex[:6]
-    _prepare(database_url, scenario, run, WARMUP + requests)
-    for n in range(WARMUP + requests):
+    _prepare(database_url, scenario, run, first + WARMUP + requests)
+    for n in range(first, first + WARMUP + requests):
         handlers.request(scenario, n, run)
 
 
-def instructions(database_url: str, scenario: str, requests: int) -> float:
+def instructions(database_url: str, scenario: str, requests: int, first: int) -> float:
     """Instructions per request: two runs under callgrind, the difference over the extra
-    requests (start-up, imports and warm-up cancel out)."""
+    requests (start-up, imports and warm-up cancel out), numbered from ``first`` on."""
     counts = []
     for size in (10, 10 + requests):
         with tempfile.TemporaryDirectory() as work:
@@ -194,6 +196,7 @@ def instructions(database_url: str, scenario: str, requests: int) -> float:
                     __file__,
                     "--child",
                     scenario,
+                    str(first),
                     str(size),
                 ],
                 env={**os.environ, "BENCH_DATABASE_URL": database_url},
@@ -205,6 +208,7 @@ def instructions(database_url: str, scenario: str, requests: int) -> float:
         if found is None:
             raise SystemExit(f"callgrind printed no count for {scenario}: {done.stderr[-500:]}")
         counts.append(int(found.group(1)))
+        first += WARMUP + size
     return (counts[1] - counts[0]) / requests
 
 
@@ -217,14 +221,14 @@ def main() -> None:
         "--callgrind", action="store_true", help="also count instructions (valgrind)"
     )
     parser.add_argument(
-        "--child", nargs=2, metavar=("SCENARIO", "REQUESTS"), help=argparse.SUPPRESS
+        "--child", nargs=3, metavar=("SCENARIO", "FIRST", "REQUESTS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     database_url = os.environ.get(
         "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/benchhooks"
     )
     if args.child:
-        _run_only(database_url, args.child[0], int(args.child[1]))
+        _run_only(database_url, args.child[0], int(args.child[1]), int(args.child[2]))
         return
     reason = bench_webhooks.database_answers(database_url)
     if reason is None and args.callgrind and shutil.which("valgrind") is None:
@@ -251,12 +255,17 @@ def main() -> None:
     handlers = Handlers(database_url)
     print(f"bench_handlers_requests {args.requests}")
     print(f"bench_handlers_repeats {args.repeats}")
+    # Every request of the whole run has a number of its own, so every caller is one never
+    # heard of (a known firm would skip the firm's INSERT, and a repeated text could be taken
+    # for a follow-up): the measured path stays the same from run to run.
+    first = 0
     for scenario in chosen:
-        figures = measure(handlers, database_url, scenario, args.requests, args.repeats)
+        figures = measure(handlers, database_url, scenario, args.requests, args.repeats, first)
+        first += (WARMUP + args.requests) * args.repeats
         if args.callgrind:
-            figures["instructions_per_request"] = instructions(
-                database_url, scenario, args.requests // 3 or 1
-            )
+            extra = args.requests // 3 or 1
+            figures["instructions_per_request"] = instructions(database_url, scenario, extra, first)
+            first += 2 * (WARMUP + 10) + extra
         for name, value in figures.items():
             print(f"{scenario}_{name} {_format(name, value)}")
 
