@@ -22,7 +22,7 @@ one the machine disturbed least) and, with ``--callgrind``, ``<scenario>_instruc
 valgrind's callgrind counts the instructions of two runs of different lengths, and their
 difference over the extra requests is the cost of one, without start-up or warm-up. Counted
 instructions repeat within a fraction of a percent whatever else the machine does (seen here:
-an abandoned call's callback 11.07 M before a change, 10.35 M after, where CPU times of the
+an abandoned call's callback 12.72 M before two changes, 11.69 M after, where CPU times of the
 same two commits overlapped). It needs valgrind (Debian's package); the three scenarios take
 about 15 minutes that way, about a minute without it.
 
