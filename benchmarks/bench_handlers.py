@@ -23,8 +23,8 @@ valgrind's callgrind counts the instructions of two runs of different lengths, a
 difference over the extra requests is the cost of one, without start-up or warm-up. Counted
 instructions repeat within a fraction of a percent whatever else the machine does (seen here:
 an abandoned call's callback 12.72 M before two changes, 11.69 M after, where CPU times before
-and after the first of them overlapped). It needs valgrind (Debian's package); the three scenarios take
-about 15 minutes that way, about a minute without it.
+and after the first of them overlapped). It needs valgrind (Debian's package); the three
+scenarios take about 15 minutes that way, about a minute without it.
 
 Run::
 
