@@ -9,7 +9,6 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
@@ -17,7 +16,7 @@ import routing
 from hotline.settings import Settings
 from ivr_flows.models import CallLog, DialogueState, MessageLog, WebhookDelivery
 from kb.db import get_engine
-from tests.conftest import TwilioSigner
+from tests.conftest import TwilioSigner, statements_sent
 from tests.hotline.test_voice_main import at, events, sms_jobs, tickets
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, Twiml, new_sid
 from tickets.models import TicketState
@@ -123,20 +122,14 @@ def test_a_finished_call_opens_nothing_more(call: PhoneCall, clean_db: Engine) -
 def state_writes(action: Callable[[], object]) -> list[str]:
     """The statements that write dialogue_state while ``action`` runs (their first word), on
     the engine the app uses."""
-    engine = get_engine()
-    seen: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        words = statement.split()
-        if words[0] in {"INSERT", "UPDATE"} and "dialogue_state" in words[:3]:
-            seen.append(words[0])
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(get_engine()) as sent:
         action()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return seen
+    writes = [statement.split() for statement in sent]
+    return [
+        words[0]
+        for words in writes
+        if words[0] in {"INSERT", "UPDATE"} and "dialogue_state" in words[:3]
+    ]
 
 
 def test_a_new_calls_state_is_written_once_with_its_final_values(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import typer
 from fastapi.testclient import TestClient
-from sqlalchemy import event, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
@@ -30,6 +30,7 @@ from routing.geo import haversine_km
 from routing.index import catalogue_cache
 from routing.match import RoutingPolicy, match
 from routing.quality import QualityTable
+from tests.conftest import statements_sent
 from tickets.models import Channel, RoutingRecord
 from tickets.service import Actor, ticket_service
 
@@ -229,17 +230,8 @@ def test_one_query_reads_the_live_state_of_everything_a_match_weighs(session: Se
     """The fixed tiers (district window, city platform) and the nearest services together:
     loads are read live on every match, so each extra read is paid by every routed case."""
     match(session, category="financing", place="yubei")  # the catalogue is built and cached
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
-
-    engine = session.get_bind()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(session.get_bind().engine) as statements:
         decision = match(session, category="financing", place="yubei")
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     live_reads = [s for s in statements if "open_cases" in s]
     assert len(live_reads) == 1, statements
     place = district(session, "yubei")
