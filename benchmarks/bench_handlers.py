@@ -8,8 +8,12 @@ endpoints' functions directly (``hotline.webhooks.inbound_sms``,
 them but without HTTP, the signature check or the middleware (the floor's share, the same for
 every webhook), on PostgreSQL, one request after another. Scenarios, as in bench_webhooks:
 
-- ``sms_new_ticket``: a text from a new number that is classified, routed, opens a ticket,
-  dispatches it and writes its SLA timers;
+- ``sms_new_ticket``: the webhook of a text from a new number: since session 9 it stores the
+  text and the job that answers it, and wakes the workers' relay (a Redis push);
+- ``sms_answer``: that job (``tickets.tasks.run_outbox_job``, as a worker runs it, without RQ),
+  for texts stored beforehand: classified, routed, a ticket opened and dispatched with its SLA
+  timers, the reply stored and sent through the offline telephony adapter (what the webhook
+  itself did before session 9);
 - ``call_status``: ``completed`` for a conversation that already has its case (the usual end);
 - ``call_status_abandoned``: ``completed`` for a call that ended at the greeting (a callback
   task is opened).
@@ -57,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 import bench_webhooks  # noqa: E402  (this folder: its scenarios' requests and database set-up)
 
-SCENARIOS = ("sms_new_ticket", "call_status", "call_status_abandoned")
+SCENARIOS = ("sms_new_ticket", "sms_answer", "call_status", "call_status_abandoned")
 WARMUP = 30
 
 
@@ -83,15 +87,21 @@ class Handlers:
         self.engine = get_engine()
         self.inbound_sms = webhooks.inbound_sms
         self.call_status = webhooks_voice.call_status
+        # The outbox row of the job that answers each stored text (``sms_answer``), by its sid.
+        self.answer_jobs: dict[str, int] = {}
 
     def request(self, scenario: str, n: int, run: str) -> None:
-        from sqlmodel import Session
+        if scenario == "sms_answer":
+            from tickets.tasks import run_outbox_job
 
+            _, form = bench_webhooks._params("sms_new_ticket", n, run)
+            result = run_outbox_job(self.answer_jobs[form["MessageSid"]])
+            if result != "answered":
+                raise SystemExit(f"{scenario}: {result}")
+            return
         path, form = bench_webhooks._params(scenario, n, run)
         if scenario == "sms_new_ticket":
-            # What get_session gives the endpoint.
-            with Session(self.engine, expire_on_commit=False) as session:
-                response = self.inbound_sms(form, session)
+            response = self.inbound_sms(_request(self.app, path), form)
         else:
             response = self.call_status(_request(self.app, path), form, self.settings)
         if response.status_code != 200:
@@ -102,9 +112,12 @@ class _AppState:
     """The part of the FastAPI app a handler reads through its request (no pinned clock)."""
 
     def __init__(self, settings: Any) -> None:
+        import redis
         from starlette.datastructures import State
 
-        self.state = State({"settings": settings})
+        self.state = State(
+            {"settings": settings, "redis": redis.Redis.from_url(str(settings.redis_url))}
+        )
 
 
 def _request(app: _AppState, path: str) -> Any:
@@ -140,10 +153,30 @@ def _statements() -> Iterator[list[int]]:
         event.remove(Engine, "before_cursor_execute", seen)
 
 
-def _prepare(database_url: str, scenario: str, run: str, count: int) -> None:
-    """What a scenario's ``count`` requests find: the served conversations of ``call_status``."""
+def _prepare(
+    handlers: Handlers, database_url: str, scenario: str, run: str, first: int, count: int
+) -> None:
+    """What a scenario's requests up to ``count`` find: the served conversations of
+    ``call_status``, the texts (from ``first`` on) that ``sms_answer`` answers."""
     if scenario == "call_status":
         bench_webhooks._served_calls(database_url, run, count)
+    if scenario == "sms_answer":
+        from sqlalchemy import text
+        from sqlmodel import Session
+
+        for n in range(first, count):
+            path, form = bench_webhooks._params("sms_new_ticket", n, run)
+            handlers.inbound_sms(_request(handlers.app, path), form)
+        with Session(handlers.engine) as session:
+            rows = session.execute(
+                text(
+                    "SELECT inbound_message.message_sid, outbox.id FROM outbox "
+                    "JOIN inbound_message "
+                    "ON inbound_message.id = (outbox.payload ->> 'message_id')::int "
+                    "WHERE outbox.task = 'sms_answer' AND outbox.done_at IS NULL"
+                )
+            ).all()
+        handlers.answer_jobs.update({str(sid): int(outbox_id) for sid, outbox_id in rows})
 
 
 def measure(
@@ -152,7 +185,7 @@ def measure(
     """Requests numbered from ``first``: every caller is new (see ``main``)."""
     run = uuid.uuid4().hex[:6]
     per_repeat = WARMUP + requests
-    _prepare(database_url, scenario, run, first + per_repeat * repeats)
+    _prepare(handlers, database_url, scenario, run, first, first + per_repeat * repeats)
     cpu: list[float] = []
     statements = 0
     for repeat in range(repeats):
@@ -176,7 +209,7 @@ def _run_only(database_url: str, scenario: str, first: int, requests: int) -> No
     from ``first``."""
     handlers = Handlers(database_url)
     run = uuid.uuid4().hex[:6]
-    _prepare(database_url, scenario, run, first + WARMUP + requests)
+    _prepare(handlers, database_url, scenario, run, first, first + WARMUP + requests)
     for n in range(first, first + WARMUP + requests):
         handlers.request(scenario, n, run)
 
@@ -237,9 +270,9 @@ def main() -> None:
         print(f"bench_handlers skipped: {reason}")
         return
     chosen = [s for s in SCENARIOS if args.only is None or s in args.only]
-    if "call_status" in chosen and "sms_new_ticket" not in chosen:
-        # The served conversations name a ticket: the SMS scenario's first.
-        chosen.insert(0, "sms_new_ticket")
+    if "call_status" in chosen and "sms_answer" not in chosen:
+        # The served conversations name a ticket: the first a text opened.
+        chosen.insert(0, "sms_answer")
     bench_webhooks._fresh_schema(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env["HOTLINE_DATABASE_URL"] = database_url

@@ -17,11 +17,15 @@ Scenarios:
   (HTTP, form parsing, signature check, middleware);
 - ``voice_first_step``: ``POST /twilio/voice`` for a new call: the greeting, which since
   session 4 is answered from the flow file alone (no claim, no state: nothing has happened yet);
-- ``sms_new_ticket``: ``POST /twilio/sms`` from a new number, which classifies, routes, opens a
-  ticket and writes its SLA jobs to the outbox (hours ahead, so left to the workers' relay);
+- ``sms_new_ticket``: ``POST /twilio/sms`` from a new number with a need that opens a ticket.
+  Since session 9 the webhook stores the text and the job that answers it (one statement) and
+  wakes the workers' relay; the job (classify, route, open the ticket, reply through the REST
+  API) is a worker's, and no worker runs here: ``benchmarks/bench_jobs.py`` measures how fast
+  workers answer texts. (Before, the webhook did all of it: 0.046–0.048 of the floor.)
 - ``call_status``: ``POST /twilio/call-status`` ``completed`` for calls that went through the
   flow and opened their ticket (the usual end of a call; their conversations are written in bulk
-  before the phase): the status is stored and the conversation closed;
+  before the phase, naming a ticket that one text of the SMS run opens, answered in a process of
+  this script's: ``--answer-first-text``): the status is stored and the conversation closed;
 - ``call_status_abandoned``: the same callback for the calls of the voice run, which ended at
   the greeting: a callback ticket is opened for each (the costliest callback).
 
@@ -32,9 +36,9 @@ shared machine), ``<scenario>_cpu_stolen_pct`` (the share of the machine's CPU t
 hypervisor gave to other tenants during the phase) and, for the real webhooks,
 ``<scenario>_rps_ratio`` (to the floor), ``<scenario>_p50_ratio`` and ``<scenario>_cpu_ratio``
 (the floor's CPU per request, app and PostgreSQL, over the scenario's);
-``sms_new_ticket_tickets`` counts the texts of the SMS run (warm-up and requests still in flight
-when wrk stopped included) stored with their ticket. Any answer other than 200 counts in
-``<scenario>_errors``.
+``sms_new_ticket_texts_stored`` counts the texts of the SMS runs (warm-up and requests still in
+flight when wrk stopped included) and ``sms_new_ticket_jobs_written`` the answering jobs written
+with them (the two must be equal). Any answer other than 200 counts in ``<scenario>_errors``.
 
 Run (about 10 minutes with the defaults)::
 
@@ -306,6 +310,7 @@ def _scenario(
     warmup: float,
     work: Path,
     app_pid: int,
+    env: dict[str, str],
     profile: Path | None = None,
 ) -> dict[str, Any]:
     """Warm up, then measure; the two phases use different requests (no repeat delivery), and
@@ -313,6 +318,7 @@ def _scenario(
     rate = REQUESTS_PER_SECOND[scenario]
     warm_count = int(rate * max(warmup, 1))
     if scenario == "call_status":
+        _answer_first_text(env)
         _served_calls(database_url, run, warm_count + int(rate * seconds))
     _vacuum_analyze(database_url)
     warm_file, measured_file = work / f"{scenario}-warm.tsv", work / f"{scenario}.tsv"
@@ -434,23 +440,62 @@ def _served_calls(database_url: str, run: str, count: int) -> None:
         engine.dispose()
 
 
-def _tickets_of_run(database_url: str, run: str) -> int:
+def _texts_of_run(database_url: str, run: str) -> tuple[int, int]:
+    """The run's texts stored, and the answering jobs written with them."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sqlalchemy.text(
-                        "SELECT count(*) FROM inbound_message "
-                        "WHERE message_sid LIKE :prefix AND ticket_id IS NOT NULL"
-                    ),
-                    {"prefix": f"SM{run}%"},
-                ).scalar_one()
-            )
+            texts, jobs = conn.execute(
+                sqlalchemy.text(
+                    "SELECT count(*), count(outbox.id) FROM inbound_message "
+                    "LEFT JOIN outbox ON outbox.task = 'sms_answer' "
+                    "AND (outbox.payload ->> 'message_id')::int = inbound_message.id "
+                    "WHERE message_sid LIKE :prefix"
+                ),
+                {"prefix": f"SM{run}%"},
+            ).one()
+            return int(texts), int(jobs)
     finally:
         engine.dispose()
+
+
+def _answer_first_text(env: dict[str, str]) -> None:
+    """Answer the first waiting text (its job, run in a process of this script's configured as
+    the app is), so the SMS run has opened a ticket; once a ticket exists, nothing."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--answer-first-text"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"answering a text failed:\n{done.stdout}\n{done.stderr}")
+
+
+def _answer_first_text_here() -> None:
+    sys.path.insert(0, str(ROOT))
+    import sqlalchemy
+
+    from hotline.settings import load_settings
+    from hotline.wiring import configure_domain
+    from kb.db import get_engine
+    from tickets.tasks import run_outbox_job
+
+    configure_domain(load_settings())
+    with get_engine().connect() as conn:
+        if conn.execute(sqlalchemy.text("SELECT count(*) FROM ticket")).scalar_one():
+            return
+        first = conn.execute(
+            sqlalchemy.text("SELECT min(id) FROM outbox WHERE task = 'sms_answer'")
+        ).scalar_one()
+    if first is None:
+        raise SystemExit("no text to answer: run sms_new_ticket before call_status")
+    result = run_outbox_job(int(first))
+    if result != "answered":
+        raise SystemExit(f"the first text's job: {result}")
 
 
 # --- the benchmark ----------------------------------------------------------------------------
@@ -514,7 +559,11 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", default=None, help="run these scenarios only (ping always runs)"
     )
+    parser.add_argument("--answer-first-text", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.answer_first_text:
+        _answer_first_text_here()
+        return
 
     database_url = os.environ.get(
         "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/benchhooks"
@@ -585,6 +634,7 @@ def main() -> None:
                     args.warmup,
                     work,
                     app.pid,
+                    env,
                     args.profile,
                 )
     finally:
@@ -641,7 +691,10 @@ def main() -> None:
                 for r, f in zip(rounds, floors, strict=True)
             ]
             print(f"{scenario}_cpu_ratio {median(cpu_ratios):.3f}")
-    print(f"sms_new_ticket_tickets {sum(_tickets_of_run(database_url, run) for run in runs)}")
+    if "sms_new_ticket" in chosen:
+        stored = [_texts_of_run(database_url, run) for run in runs]
+        print(f"sms_new_ticket_texts_stored {sum(texts for texts, _ in stored)}")
+        print(f"sms_new_ticket_jobs_written {sum(jobs for _, jobs in stored)}")
 
 
 if __name__ == "__main__":

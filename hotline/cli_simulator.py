@@ -21,6 +21,7 @@ from hotline.simulator import (
     SimulatorError,
     SmsSimulator,
     Turn,
+    await_reply,
     parse_script,
     run_line,
 )
@@ -158,18 +159,44 @@ def sms(
     text: Annotated[str, typer.Argument(help="The message")],
     sender: Annotated[str, typer.Option("--from", help="The sending number")] = DEFAULT_CALLER,
     url: Annotated[str | None, typer.Option(help="Send to this base URL")] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a worker to answer the text")
+    ] = 15.0,
 ) -> None:
-    """Text the hotline from the terminal and print its reply."""
+    """Text the hotline from the terminal and print its reply.
+
+    The webhook only takes the text; a worker (``hotline worker``, started by ``make run``)
+    answers it, and the offline telephony adapter leaves the reply in the database this
+    command reads (the one the settings name)."""
+    from hotline.wiring import configure_domain
+    from ivr_flows.sms import reply_to
+    from kb.db import session_scope
+
     settings = _settings()
     simulator = SmsSimulator(_signer(settings, url), sender=sender, to=settings.main_number)
     try:
-        replies = simulator.send(text)
+        sent = simulator.send(text)
     except (SimulatorError, httpx.HTTPError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"YOU: {text}")
-    for reply in replies or ["(no reply)"]:
-        typer.echo(f"HOTLINE: {reply}")
+    for said in sent.immediate:
+        typer.echo(f"HOTLINE: {said}")
+    if sent.immediate:
+        return
+    configure_domain(settings)
+
+    def read_reply(sid: str) -> str | None:
+        with session_scope() as session:
+            return reply_to(session, sid)
+
+    reply = await_reply(read_reply, sent.message_sid, timeout=wait)
+    if reply is None:
+        typer.echo(
+            f"(no answer within {wait:g} s: is a worker running? `hotline worker`)", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(f"HOTLINE: {reply}" if reply else "HOTLINE: (no reply)")
 
 
 def register(app: typer.Typer) -> None:

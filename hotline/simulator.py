@@ -462,8 +462,18 @@ def _next_redirect(rest: Iterable[ET.Element]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SentText:
+    """A text the webhook took: its MessageSid, and what the webhook's TwiML said at once (the
+    hotline answers texts from a worker, so this is empty unless it apologised)."""
+
+    message_sid: str
+    immediate: list[str]
+
+
 class SmsSimulator:
-    """Texts to the hotline, as Twilio's Messaging webhook delivers them."""
+    """Texts to the hotline, as Twilio's Messaging webhook delivers them. The hotline's reply
+    comes later, from a worker, through the telephony port: see :func:`await_reply`."""
 
     def __init__(self, signer: Signer, *, sender: str, to: str, path: str = "/twilio/sms"):
         self.signer = signer
@@ -471,7 +481,7 @@ class SmsSimulator:
         self.to = to
         self.path = path
 
-    def send(self, body: str) -> list[str]:
+    def send(self, body: str) -> SentText:
         sid = _sid("SM")
         params = {
             "MessageSid": sid,
@@ -492,7 +502,25 @@ class SmsSimulator:
             root = ET.fromstring(response.text)
         except ET.ParseError as exc:
             raise SimulatorError(f"not TwiML: {exc}") from None
-        return [m.text or "" for m in root.iter("Message")]
+        return SentText(sid, [m.text or "" for m in root.iter("Message")])
+
+
+def await_reply(
+    read_reply: Callable[[str], str | None],
+    message_sid: str,
+    *,
+    timeout: float,
+    poll_seconds: float = 0.1,
+) -> str | None:
+    """Wait for the hotline's reply to a text: ``read_reply(sid)`` gives it once a worker has
+    answered the text ("" when it sends none), None before. None if not answered in time (no
+    worker running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = read_reply(message_sid)
+        if reply is not None or time.monotonic() >= deadline:
+            return reply
+        time.sleep(poll_seconds)
 
 
 # --- scripts ----------------------------------------------------------------------------------

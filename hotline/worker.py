@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from rq import Worker
@@ -25,11 +26,19 @@ from hotline.queue import QUEUE_NAMES, connect, queue, resolve_redis_url
 from hotline.settings import Settings
 from hotline.wiring import configure_domain
 from kb.db import get_engine, make_engine
-from tickets.outbox import relay_outbox, rescue_stranded, session_factory_for
+from tickets.outbox import (
+    RELAY_AFTER_REQUEST_HORIZON,
+    RELAY_BATCH,
+    relay_outbox,
+    rescue_stranded,
+    session_factory_for,
+    wait_for_wake,
+)
 
 log = logging.getLogger(__name__)
 
 RELAY_INTERVAL_SECONDS = 5.0
+WAKE_WAIT_SECONDS = 1.0
 PURGE_JOB = "ivr_flows.jobs.purge_dialogue_state"
 PURGE_EVERY_SECONDS = 3600
 
@@ -111,6 +120,17 @@ def schedule_purge(connection: redis.Redis, *, now: float | None = None) -> bool
     return True
 
 
+def relay_all(relay_batch: Callable[[], int]) -> int:
+    """Relay batch after batch while they come full: a backlog (a flood of texts, or jobs
+    committed while Redis was away) goes into RQ in one round, not one batch per round."""
+    total = 0
+    while True:
+        relayed = relay_batch()
+        total += relayed
+        if relayed < RELAY_BATCH:
+            return total
+
+
 class OutboxRelay(threading.Thread):
     """Relays the outbox periodically in the worker's main process.
 
@@ -132,7 +152,7 @@ class OutboxRelay(threading.Thread):
         factory = session_factory_for(self.engine)
         try:
             rescue_stranded(factory, self.redis)
-            relayed = relay_outbox(factory, self.redis)
+            relayed = relay_all(lambda: relay_outbox(factory, self.redis))
         except Exception:  # noqa: BLE001 - keep relaying; the next round retries
             log.exception("periodic outbox relay failed")
             relayed = 0
@@ -152,9 +172,42 @@ class OutboxRelay(threading.Thread):
         except Exception:  # noqa: BLE001 - the next round claims the hour again
             log.exception("scheduling the dialogue-state purge failed")
 
+    def relay_due_now(self) -> int:
+        """A round for a wake-up (an inbound text's job): only what is due, none of the upkeep."""
+        factory = session_factory_for(self.engine)
+        with _database_round:
+            try:
+                return relay_all(
+                    lambda: relay_outbox(
+                        factory, self.redis, due_within=RELAY_AFTER_REQUEST_HORIZON
+                    )
+                )
+            except Exception:  # noqa: BLE001 - the periodic round retries
+                log.exception("outbox relay on wake-up failed")
+                return 0
+
     def run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            self.relay_once()
+        next_round = time.monotonic() + self.interval
+        while not self.stopping.is_set():
+            # Waits of one second at most, so stop() is heard within one.
+            woken = self._wait_for_wake(min(WAKE_WAIT_SECONDS, next_round - time.monotonic()))
+            if self.stopping.is_set():
+                break
+            if time.monotonic() >= next_round:
+                self.relay_once()
+                next_round = time.monotonic() + self.interval
+            elif woken:
+                self.relay_due_now()
+
+    def _wait_for_wake(self, timeout: float) -> bool:
+        if timeout <= 0:
+            return False
+        try:
+            return wait_for_wake(self.redis, timeout)
+        except redis.RedisError:
+            # Redis away: nothing to relay into; the periodic round keeps trying.
+            self.stopping.wait(timeout)
+            return False
 
     def stop(self) -> None:
         self.stopping.set()

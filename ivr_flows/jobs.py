@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from ivr_flows import store
+from ivr_flows import sms, store
 from ivr_flows.notices import ticket_sms
 from kb.db import session_scope
 from tickets import outbox, tasks, telephony
@@ -98,6 +98,7 @@ def register() -> None:
     """Make the outbox's job runner know the dialogues' tasks. Called on import and by the
     start-up wiring of every process kind, so a worker runs them whatever it imported."""
     tasks.HANDLERS.setdefault(TICKET_SMS_TASK, ticket_sms_job)
+    tasks.HANDLERS.setdefault(sms.ANSWER_TASK, sms.answer_text_job)
 
 
 register()

@@ -1,7 +1,16 @@
 """The SMS dialogue: a text in, a ticket opened and routed, a reply out.
 
-The webhook is thin; everything a text does happens here, over one database session that the
-caller commits. Deliveries are idempotent on Twilio's MessageSid: the stored reply is returned.
+A text is handled in two steps, so that a flood of texts (a policy announcement) is taken in as
+fast as the database can store rows, and none is lost to Twilio's webhook timeout:
+
+- the webhook stores it with the job that answers it (:func:`accept_text`), in one transaction,
+  wakes the workers' outbox relay and answers Twilio with empty TwiML. A repeated delivery of a
+  MessageSid stores nothing (the unique key on the message is the claim);
+- the job (:func:`answer_text_job`, the outbox task ``sms_answer``, on the ``high`` queue)
+  answers the sender's waiting texts in the order they arrived, each in the job's transaction:
+  the case, the reply stored on the message, and the reply sent through the telephony port (the
+  REST API), which records it as an outbound message. A job delivered twice, or a text already
+  answered by the job of a later one, changes nothing.
 
 What a text can be, checked in this order:
 
@@ -26,8 +35,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 import routing
@@ -36,18 +47,29 @@ from ivr_flows.models import DialogueState
 from ivr_flows.segments import MAX_REPLY_SEGMENTS, segments
 from ivr_flows.texts import text
 from kb import subscriptions
-from kb.db import utcnow
+from kb.db import execute_alone, utcnow
 from kb.repository import catalogue_repository
-from tickets.models import Channel, Firm, InboundMessage, Ticket, TicketKind, TicketState
+from tickets import telephony
+from tickets.models import (
+    Channel,
+    Firm,
+    InboundMessage,
+    OutboxMessage,
+    Ticket,
+    TicketKind,
+    TicketState,
+)
 from tickets.numbers import find_in_text, normalise
 from tickets.phones import mask_phone, normalise_phone
 from tickets.repository import ticket_repository
-from tickets.service import Actor, ticket_service
+from tickets.service import Actor, JobOutcome, ticket_service
 
 log = logging.getLogger(__name__)
 
 SMS_ACTOR = Actor("system:sms")
 MAX_BODY_CHARS = 2000
+ANSWER_TASK = "sms_answer"
+REPLY_PURPOSE = "sms_reply"
 DISTRICT_ATTEMPTS = 2
 
 # Twilio's default opt-out, opt-in and help keywords, and the Chinese carriers' ones.
@@ -70,10 +92,6 @@ _COMPLAINT = re.compile(r"^(投诉|COMPLAINT|COMPLAIN)(?![A-Z])[\s:：,，]*(.*)
 _STATUS_LANGUAGE = {"查询": "zh", "CX": "zh", "STATUS": "en"}
 
 
-class DuplicateDelivery(Exception):
-    """Another delivery of the same MessageSid got there first; re-read its reply."""
-
-
 @dataclass(frozen=True)
 class InboundSms:
     message_sid: str
@@ -91,7 +109,6 @@ class InboundSms:
 class SmsReply:
     body: str
     ticket_number: str | None
-    repeated: bool
 
 
 @dataclass(frozen=True)
@@ -100,53 +117,162 @@ class _Answer:
     ticket: Ticket | None = None
 
 
-def stored_reply(session: Session, message_sid: str) -> SmsReply | None:
-    message = ticket_repository.inbound_message(session, message_sid)
-    if message is None:
-        return None
-    number = None
-    if message.ticket_id is not None:
-        ticket = ticket_repository.by_id(session, message.ticket_id)
-        number = ticket.number if ticket else None
-    return SmsReply(body=message.reply, ticket_number=number, repeated=True)
-
-
-def handle_inbound_sms(
-    session: Session, sms: InboundSms, *, now: datetime | None = None
-) -> SmsReply:
-    """Answer one text. A delivery of a MessageSid already stored raises
-    :class:`DuplicateDelivery` (the unique key on the message is the claim; no read before it):
-    roll back and return :func:`stored_reply`."""
-    # NUL cannot be stored in PostgreSQL text and never carries meaning in an SMS.
-    body = sms.body.replace("\x00", "")[:MAX_BODY_CHARS]
-    message = InboundMessage(
-        message_sid=sms.message_sid,
-        account_sid=sms.account_sid,
-        from_number=sms.from_number,
-        to_number=sms.to_number,
-        body=body,
-        num_media=sms.num_media,
+# psycopg's placeholders: run through the driver (kb.db.execute_alone), as its own transaction.
+_ACCEPT_POSTGRESQL = f"""
+    WITH stored AS (
+        INSERT INTO inbound_message (message_sid, account_sid, from_number, to_number, body,
+                                     num_media, opt_out_type, received_at, reply)
+        VALUES (%(message_sid)s, %(account_sid)s, %(from_number)s, %(to_number)s, %(body)s,
+                %(num_media)s, %(opt_out_type)s, %(now)s, '')
+        ON CONFLICT (message_sid) DO NOTHING
+        RETURNING id
+    ), queued AS (
+        INSERT INTO outbox (task, payload, queue, created_at, result)
+        SELECT '{ANSWER_TASK}',
+               CASE WHEN %(request_id)s::text IS NULL THEN json_build_object('message_id', id)
+                    ELSE json_build_object('message_id', id, 'request_id', %(request_id)s::text)
+               END,
+               'high', %(now)s, ''
+        FROM stored
     )
-    session.add(message)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise DuplicateDelivery(sms.message_sid) from exc
+    SELECT id FROM stored
+"""
 
-    answer = _answer(session, sms, body, now or utcnow())
+
+def accept_text(
+    session: Session,
+    sms: InboundSms,
+    *,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    """Store a text and the job that answers it, together; return the message's id, or None
+    when this MessageSid was stored before (a repeated delivery: nothing is written). The job
+    carries ``request_id`` (the webhook's) into its log lines, like every outbox job.
+
+    Every text of a flood comes through here, so it is written for its cost: on PostgreSQL one
+    statement run through the driver as its own transaction (the session is not used); on
+    SQLite two statements in the session's transaction, which the caller commits. The job is
+    not relayed by the web process: the caller wakes the workers' relay
+    (:func:`tickets.outbox.wake_relay`)."""
+    values: dict[str, Any] = {
+        "message_sid": sms.message_sid,
+        "account_sid": sms.account_sid,
+        "from_number": sms.from_number,
+        "to_number": sms.to_number,
+        # NUL cannot be stored in PostgreSQL text and never carries meaning in an SMS.
+        "body": sms.body.replace("\x00", "")[:MAX_BODY_CHARS],
+        "num_media": sms.num_media,
+        "opt_out_type": sms.opt_out_type,
+    }
+    moment = now or utcnow()
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        row = execute_alone(
+            bind.engine, _ACCEPT_POSTGRESQL, {**values, "now": moment, "request_id": request_id}
+        )
+        return None if row is None else int(row["id"])
+    messages = cast(Table, InboundMessage.__table__)  # type: ignore[attr-defined]
+    connection = session.connection()
+    stored = connection.execute(
+        sqlite_insert(messages)
+        .values(**values, received_at=moment, reply="")
+        .on_conflict_do_nothing(index_elements=["message_sid"])
+        .returning(messages.c.id)
+    ).first()
+    if stored is None:
+        return None
+    connection.execute(
+        insert(cast(Table, OutboxMessage.__table__)).values(  # type: ignore[attr-defined]
+            task=ANSWER_TASK,
+            payload={"message_id": stored.id} | ({"request_id": request_id} if request_id else {}),
+            queue="high",
+            created_at=moment,
+            result="",
+        )
+    )
+    return int(stored.id)
+
+
+def reply_to(session: Session, message_sid: str) -> str | None:
+    """The reply a stored text got ("" when none was sent), once its job has answered it;
+    None before (or for a MessageSid never stored)."""
+    message = ticket_repository.inbound_message(session, message_sid)
+    if message is None or message.answered_at is None:
+        return None
+    return message.reply
+
+
+def answer_text_job(session: Session, payload: dict[str, Any], now: datetime) -> JobOutcome:
+    """The outbox task ``sms_answer``: answer the text, after the same sender's earlier texts
+    that still wait (their own jobs then find them answered). Runs in the job's transaction.
+
+    The sender's waiting texts are locked in order, so two jobs for one sender take turns: the
+    second waits for the first's commit, then finds what it answered (PostgreSQL re-reads a
+    locked row before handing it over)."""
+    message_id = int(payload["message_id"])
+    sender = (
+        select(InboundMessage.from_number).where(InboundMessage.id == message_id).scalar_subquery()
+    )
+    waiting = session.exec(
+        select(InboundMessage)
+        .where(
+            InboundMessage.from_number == sender,
+            col(InboundMessage.answered_at).is_(None),
+            col(InboundMessage.id) <= message_id,
+        )
+        .order_by(col(InboundMessage.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    if not waiting or waiting[-1].id != message_id:
+        # Answered before (by its own job delivered twice, or a later text's job), or gone.
+        gone = session.get(InboundMessage, message_id) is None
+        return JobOutcome("obsolete: no such message" if gone else "already answered")
+    answered = [answer_text(session, text_message, now=now) for text_message in waiting]
+    return JobOutcome("answered", {"texts": len(answered), "ticket": answered[-1].ticket_number})
+
+
+def answer_text(session: Session, message: InboundMessage, *, now: datetime) -> SmsReply:
+    """Answer one stored text: act on it, store the reply on it and send the reply (a sender
+    who opted out gets none, but for the confirmation of their STOP)."""
+    sms = InboundSms(
+        message_sid=message.message_sid,
+        from_number=message.from_number,
+        to_number=message.to_number,
+        body=message.body,
+        account_sid=message.account_sid,
+        num_media=message.num_media,
+        opt_out_type=message.opt_out_type,
+    )
+    answer = _answer(session, sms, message.body, now)
     ticket = answer.ticket
     message.reply = answer.reply
     message.ticket_id = ticket.id if ticket else None
-    session.add(message)  # written by the commit's flush
+    message.answered_at = now
+    session.add(message)
+    if answer.reply:
+        telephony.current().sms_firm(
+            session,
+            ticket_repository.firm_by_phone(
+                session, normalise_phone(message.from_number) or message.from_number
+            ),
+            to=message.from_number,
+            body=answer.reply,
+            purpose=REPLY_PURPOSE,
+            ticket_id=ticket.id if ticket else None,
+            # The one text an opted-out sender gets: the confirmation of their opt-out.
+            despite_opt_out=_keyword(message.body) in STOP_WORDS,
+            from_number=message.to_number or None,
+        )
+    session.flush()
     log.info(
         "sms %s from %s -> case %s",
-        sms.message_sid,
-        mask_phone(sms.from_number),
+        message.message_sid,
+        mask_phone(message.from_number),
         ticket.number if ticket else "-",
     )
-    return SmsReply(
-        body=answer.reply, ticket_number=ticket.number if ticket else None, repeated=False
-    )
+    return SmsReply(body=answer.reply, ticket_number=ticket.number if ticket else None)
 
 
 def _keyword(body: str) -> str:

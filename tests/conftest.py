@@ -243,3 +243,64 @@ def kill_other_connections(engine: Engine) -> int:
         ).scalar_one()
         conn.commit()
     return int(killed)
+
+
+def answer_texts(engine: Engine) -> list[str]:
+    """Run the jobs that answer stored texts (the outbox task ``sms_answer``) in order, as a
+    worker would; their results."""
+    from ivr_flows.sms import ANSWER_TASK
+    from tickets.models import OutboxMessage
+    from tickets.tasks import run_outbox_job
+
+    with Session(engine) as session:
+        waiting = session.exec(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.task == ANSWER_TASK, OutboxMessage.done_at == None)  # noqa: E711
+            .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+        ).all()
+    return [run_outbox_job(row_id or 0) for row_id in waiting]
+
+
+def text_hotline(client: TestClient, twilio: TwilioSigner, params: dict[str, str]) -> str:
+    """Text the hotline through its webhook, let a worker answer, and return the reply (empty:
+    none). The webhook itself must have answered at once with empty TwiML."""
+    from tickets.models import InboundMessage
+
+    response = twilio.post(client, "/twilio/sms", params)
+    assert response.status_code == 200, response.text
+    assert response.text.endswith("<Response />"), response.text
+    engine = db.get_engine()
+    answer_texts(engine)
+    with Session(engine) as session:
+        message = session.exec(
+            select(InboundMessage).where(InboundMessage.message_sid == params["MessageSid"])
+        ).one()
+        assert message.answered_at is not None
+        return message.reply
+
+
+@pytest.fixture
+def sms_worker(engine: Engine) -> Iterator[None]:
+    """Texts answered while the test runs, as a worker answers them: a thread running the
+    waiting ``sms_answer`` jobs (the real job code, in this process) every few milliseconds.
+    For tests of what waits for the reply (the phone simulator)."""
+    import threading
+
+    stopping = threading.Event()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        while not stopping.wait(0.05):
+            try:
+                answer_texts(engine)
+            except Exception as exc:  # noqa: BLE001 - reported by the fixture's teardown
+                failures.append(exc)
+
+    thread = threading.Thread(target=work, name="sms-worker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopping.set()
+        thread.join(timeout=10)
+    assert not failures, failures

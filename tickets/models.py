@@ -189,6 +189,11 @@ class InboundMessage(SQLModel, table=True):
     body: str = Field(default="", sa_type=Text)
     num_media: int = 0
     received_at: datetime = timestamp_field(default_factory=utcnow)
+    # Set by Twilio when its Advanced Opt-Out handled the text (STOP, START, HELP) and answered.
+    opt_out_type: str = Field(default="", max_length=16)
+    # When the worker answered it (see ivr_flows.sms): a text is stored by the webhook and
+    # answered by a job, in order per sender.
+    answered_at: datetime | None = timestamp_field(default=None)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
     reply: str = Field(default="", sa_type=Text)
 
@@ -329,3 +334,13 @@ Index("ix_outbox_sla_breaches", _outbox.id, postgresql_where=_breach, sqlite_whe
 # and the backlog gauge read only the unfinished ones, in id order.
 _undone = _outbox.done_at.is_(None)
 Index("ix_outbox_undone", _outbox.id, postgresql_where=_undone, sqlite_where=_undone)
+# The job answering a text first answers the sender's earlier texts still waiting, in order.
+_inbound = InboundMessage.__table__.c  # type: ignore[attr-defined]
+_unanswered = _inbound.answered_at.is_(None)
+Index(
+    "ix_inbound_message_unanswered",
+    _inbound.from_number,
+    _inbound.id,
+    postgresql_where=_unanswered,
+    sqlite_where=_unanswered,
+)

@@ -52,11 +52,35 @@ RETRY_INTERVALS_SECONDS = [2, 10, 60, 300, 900]
 STRANDED_AFTER = timedelta(minutes=5)
 # What the web process relays after answering: jobs due this soon (see relay_outbox).
 RELAY_AFTER_REQUEST_HORIZON = timedelta(minutes=1)
+# The list a worker's relay waits on between its periodic rounds (see wake_relay).
+WAKE_KEY = "hotline:outbox:wake"
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 # Set when a session that wrote outbox rows due soon commits; cleared by whoever relays.
 pending_commits = threading.Event()
+
+
+def wake_relay(connection: redis.Redis) -> None:
+    """Ask the workers' relay to run now, for jobs a web process wrote but leaves to it (an
+    inbound text's answer: relaying in the web process would cost each text more than storing
+    it). One push to a list the relay waits on; if Redis is away, the relay's periodic round
+    finds the rows anyway."""
+    try:
+        connection.lpush(WAKE_KEY, 1)
+    except redis.RedisError as exc:
+        log.info("could not wake the outbox relay (%s); its periodic round will run the job", exc)
+
+
+def wait_for_wake(connection: redis.Redis, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds (at least one) for :func:`wake_relay`; True when woken. The
+    pushes made meanwhile are all answered by the one relay round that follows, so they are
+    cleared together. Redis errors propagate: the caller waits its own way then."""
+    woken = connection.blpop([WAKE_KEY], timeout=max(1, int(timeout)))
+    if woken is None:
+        return False
+    connection.delete(WAKE_KEY)
+    return True
 
 
 def job_id(row_id: int) -> str:

@@ -44,8 +44,12 @@ class Telephony(ABC):
         body: str,
         purpose: str,
         ticket_id: int | None = None,
+        despite_opt_out: bool = False,
+        from_number: str | None = None,
     ) -> OutboundMessage:
-        """An SMS to a firm's number, unless the firm has opted out of SMS."""
+        """An SMS to a firm's number, unless the firm has opted out of SMS (``despite_opt_out``:
+        the one confirmation that its opt-out was recorded). ``from_number``: the hotline number
+        the firm texted, for a reply; the adapter's own otherwise."""
         message = self._record_message(
             session,
             to_number=to,
@@ -53,8 +57,9 @@ class Telephony(ABC):
             purpose=purpose,
             ticket_id=ticket_id,
             firm_id=firm.id if firm else None,
+            from_number=from_number or self.from_number,
         )
-        if firm is not None and firm.sms_opted_out:
+        if firm is not None and firm.sms_opted_out and not despite_opt_out:
             message.status = "suppressed"
             session.add(message)
             session.flush()
@@ -98,7 +103,8 @@ class Telephony(ABC):
         return self._place(session, call)
 
     def _record_message(self, session: Session, **fields: Any) -> OutboundMessage:
-        message = OutboundMessage(from_number=self.from_number, provider=self.provider, **fields)
+        fields.setdefault("from_number", self.from_number)
+        message = OutboundMessage(provider=self.provider, **fields)
         session.add(message)
         session.flush()
         return message

@@ -34,10 +34,12 @@ from hotline.simulator import (
     SmsSimulator,
     Turn,
     Waiting,
+    await_reply,
 )
 from hotline.web import simulator_state as sim
 from hotline.web.auth import CsrfUser, WebUser, require
 from hotline.web.render import render
+from ivr_flows.sms import reply_to
 from tickets.models import Role
 from tickets.numbers import find_in_text
 from tickets.phones import normalise_phone
@@ -51,6 +53,8 @@ LANGUAGES = ("zh", "en")
 KEYS = re.compile(r"^[0-9*#]{1,32}$")
 MAX_SPEECH = 500
 MAX_SMS = 1600
+# How long the page waits for a worker to answer a text before showing it as not answered yet.
+SMS_REPLY_WAIT_SECONDS = 10.0
 DIAL_OUTCOMES = ("completed", "no-answer", "busy")
 QUEUE_RESULTS = ("bridged", "leave")
 ANSWERS = ("human", "machine", "no-answer", "busy")
@@ -424,10 +428,28 @@ def send_sms(
         state.sms_number = phone
         state.use_phone(phone)
         state.add_sms("you", text)
-        replies = SmsSimulator(signer, sender=phone, to=settings.main_number).send(text)
-        for reply in replies:
+        sent = SmsSimulator(signer, sender=phone, to=settings.main_number).send(text)
+        for said in sent.immediate:
+            state.add_sms("hotline", said, find_in_text(said) or "")
+        if sent.immediate:
+            return
+
+        def read_reply(sid: str) -> str | None:
+            # Each look a transaction of its own, ended before the pause: a fresh read of what
+            # the worker committed, and (on SQLite) no lock held while the worker writes.
+            try:
+                return reply_to(session, sid)
+            finally:
+                session.rollback()
+
+        # A worker answers the text (as with Twilio, the reply comes after the webhook's
+        # answer); the offline telephony adapter leaves it in the database for the phone.
+        reply = await_reply(read_reply, sent.message_sid, timeout=SMS_REPLY_WAIT_SECONDS)
+        if reply is None:
+            state.add_sms("pending", "")
+        elif reply:
             state.add_sms("hotline", reply, find_in_text(reply) or "")
-        if not replies:
+        else:
             state.add_sms("none", "")
 
     return _answer(request, session, user, work)

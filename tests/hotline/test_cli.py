@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from hotline.cli import app as cli
 from hotline.settings import Settings
-from tests.conftest import TwilioSigner, sms_params
+from tests.conftest import TwilioSigner, sms_params, text_hotline
 
 
 @pytest.fixture
@@ -43,7 +43,8 @@ def test_help_lists_every_command() -> None:
 def test_tickets_list_json_masks_phones(
     cli_env: dict[str, str], client: TestClient, twilio: TwilioSigner, settings: Settings
 ) -> None:
-    twilio.post(client, "/twilio/sms", sms_params("想找律师 合同纠纷 江北区", settings=settings))
+    params = sms_params("想找律师 合同纠纷 江北区", settings=settings)
+    assert text_hotline(client, twilio, params)  # answered by the worker: the ticket is open
     result = CliRunner().invoke(cli, ["tickets", "list", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)

@@ -16,18 +16,20 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 from twilio.request_validator import RequestValidator
 
 from hotline.accounts.service import create_user, issue_token
 from hotline.limits import MAX_BODY_BYTES
 from hotline.logging_setup import configure_logging, secrets_of
 from hotline.settings import Settings
+from ivr_flows.sms import REPLY_PURPOSE
 from kb.models import Institution
-from tests.conftest import TwilioSigner, sms_params
-from tickets.models import InboundMessage, Ticket
+from tests.conftest import TwilioSigner, answer_texts, sms_params, text_hotline
+from tickets.models import InboundMessage, OutboundMessage, OutboxMessage, Ticket
 
 LOAN = "我们公司在渝北区，想申请一笔贷款"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 INJECTIONS = [
     "' OR '1'='1",
     "'; DROP TABLE ticket; --",
@@ -50,6 +52,22 @@ def _empty_queues_after(redis_conn: redis.Redis) -> Iterator[None]:
 def _tickets(engine: Engine) -> int:
     with Session(engine) as session:
         return int(session.exec(select(func.count()).select_from(Ticket)).one())
+
+
+def _count(engine: Engine, model: type) -> int:
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def _replies_sent(engine: Engine) -> list[OutboundMessage]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(OutboundMessage)
+                .where(OutboundMessage.purpose == REPLY_PURPOSE)
+                .order_by(col(OutboundMessage.id))
+            ).all()
+        )
 
 
 # --- Twilio signatures ----------------------------------------------------------------------
@@ -100,8 +118,8 @@ def test_forged_signatures_are_refused_and_store_nothing(
     response = client.post("/twilio/sms", data=params, headers=headers)
     assert response.status_code == 403
     assert _tickets(clean_db) == 0
-    with Session(clean_db) as session:
-        assert session.exec(select(InboundMessage)).first() is None
+    assert _count(clean_db, InboundMessage) == 0
+    assert _count(clean_db, OutboxMessage) == 0
 
 
 @pytest.mark.parametrize(
@@ -138,14 +156,20 @@ def test_a_replayed_signed_request_changes_nothing_and_cannot_be_moved(
         client.post("/twilio/sms", data=params, headers={"X-Twilio-Signature": signature})
         for _ in range(3)
     ]
-    assert first.status_code == 200
-    assert {r.text for r in replays} == {first.text}  # the stored reply, nothing new
+    assert [(r.status_code, r.text) for r in [first, *replays]] == [(200, EMPTY_TWIML)] * 4
+    # Stored once, answered once: the replays stored nothing and queued no second answer.
+    assert _count(clean_db, InboundMessage) == 1
+    assert answer_texts(clean_db) == ["answered"]
     assert _tickets(clean_db) == 1
+    assert len(_replies_sent(clean_db)) == 1
     # The same signature on another webhook, or with the query string changed, is refused.
     for path in ("/twilio/voice", "/twilio/call-status", "/twilio/sms?x=1"):
         moved = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
         assert moved.status_code == 403, path
+    assert answer_texts(clean_db) == []
     assert _tickets(clean_db) == 1
+    assert _count(clean_db, InboundMessage) == 1
+    assert len(_replies_sent(clean_db)) == 1
 
 
 # --- SQL injection through every filter -------------------------------------------------------
@@ -168,7 +192,8 @@ def test_sql_injection_through_every_api_filter_is_inert(
     clean_db: Engine,
     staff_headers: dict[str, str],
 ) -> None:
-    twilio.post(client, "/twilio/sms", sms_params(LOAN, settings=settings))
+    assert text_hotline(client, twilio, sms_params(LOAN, settings=settings))
+    assert _tickets(clean_db) == 1
     with Session(clean_db) as session:
         institutions = int(session.exec(select(func.count()).select_from(Institution)).one())
     requests = [
@@ -223,7 +248,8 @@ def test_a_body_over_64_kib_is_refused_with_413_before_any_work(
     assert response.status_code == 413
     api = client.post("/api/classify", content=b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}")
     assert api.status_code == 413
-    assert _tickets(clean_db) == 0
+    assert _count(clean_db, InboundMessage) == 0
+    assert _count(clean_db, OutboxMessage) == 0
 
 
 def test_a_chunked_body_without_length_is_cut_off_at_the_limit(
@@ -239,14 +265,17 @@ def test_a_chunked_body_without_length_is_cut_off_at_the_limit(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
-    assert _tickets(clean_db) == 0
+    assert _count(clean_db, InboundMessage) == 0
+    assert _count(clean_db, OutboxMessage) == 0
 
 
 def test_a_body_under_the_limit_passes(
-    client: TestClient, twilio: TwilioSigner, settings: Settings
+    client: TestClient, twilio: TwilioSigner, settings: Settings, clean_db: Engine
 ) -> None:
     params = sms_params("贷" * 1600, settings=settings)  # Twilio's longest message
-    assert twilio.post(client, "/twilio/sms", params).status_code == 200
+    assert text_hotline(client, twilio, params)  # stored whole, and answered
+    with Session(clean_db) as session:
+        assert session.exec(select(InboundMessage)).one().body == "贷" * 1600
 
 
 # --- secrets and metrics ------------------------------------------------------------------
@@ -295,4 +324,9 @@ def test_values_the_database_cannot_store_are_the_clients_error_not_a_500(
     # SQLite compares the text and finds no such category; PostgreSQL refuses to store a NUL.
     assert tuple(error["loc"]) in {("query", "category"), ("request",)} and error["msg"]
     sms = twilio.post(client, "/twilio/sms", sms_params("贷款\x00渝北区", settings=settings))
-    assert sms.status_code == 200 and sms.text.startswith("<?xml")
+    assert (sms.status_code, sms.text) == (200, EMPTY_TWIML)
+    # Stored without the NUL, and answered by the worker without an error.
+    assert answer_texts(clean_db) == ["answered"]
+    with Session(clean_db) as session:
+        message = session.exec(select(InboundMessage)).one()
+        assert message.body == "贷款渝北区" and message.reply

@@ -28,8 +28,11 @@ from hotline.simulator import (
     Signer,
     SimulatorError,
     SmsSimulator,
+    await_reply,
     parse_script,
 )
+from ivr_flows.sms import reply_to
+from tests.conftest import answer_texts
 from tests.hotline.test_voice_main import at
 from tests.ivr_flows.phone import AFTER_HOURS, OFFICE_HOURS
 from tickets.models import Channel, Ticket
@@ -123,9 +126,19 @@ def test_a_wrong_token_is_refused_by_the_app(client: TestClient, settings: Setti
 
 
 def test_sms_engine(signer: Signer, settings: Settings, clean_db: Engine) -> None:
-    replies = SmsSimulator(signer, sender=CALLER, to=settings.main_number).send("法律咨询 渝中")
+    sent = SmsSimulator(signer, sender=CALLER, to=settings.main_number).send("法律咨询 渝中")
+    # The webhook only takes the text: nothing said at once, no case until a worker answers.
+    assert sent.immediate == [] and _tickets(clean_db) == []
+
+    def read_reply(sid: str) -> str | None:
+        with Session(clean_db) as session:
+            return reply_to(session, sid)
+
+    assert await_reply(read_reply, sent.message_sid, timeout=0.2) is None
+    assert answer_texts(clean_db) == ["answered"]
+    reply = await_reply(read_reply, sent.message_sid, timeout=5)
     [ticket] = _tickets(clean_db)
-    assert len(replies) == 1 and ticket.number in replies[0]
+    assert reply is not None and ticket.number in reply
 
 
 def test_script_parsing() -> None:
@@ -242,7 +255,9 @@ def test_a_failed_expectation_fails_the_script(
     assert "line 1: expected" in result.output
 
 
-def test_hotline_sms_opens_a_ticket(server: str, cli_env: None, clean_db: Engine) -> None:
+def test_hotline_sms_opens_a_ticket(
+    server: str, cli_env: None, clean_db: Engine, sms_worker: None
+) -> None:
     result = CliRunner().invoke(
         cli, ["sms", "--from", "+8613800138124", "想找律师 合同纠纷 江北区", "--url", server]
     )

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hotline.settings import Settings
+from ivr_flows.sms import REPLY_PURPOSE
 from kb.subscriptions import (
     Audience,
     SubscriptionError,
@@ -18,17 +19,26 @@ from kb.subscriptions import (
     subscriptions_of,
     unsubscribe,
 )
-from tests.conftest import TwilioSigner, sms_params
-from tickets.models import Ticket
+from tests.conftest import TwilioSigner, sms_params, text_hotline
+from tickets.models import OutboundMessage, Ticket
 
 PHONE = "+8613800138000"
 
 
 def _sms(client: TestClient, twilio: TwilioSigner, settings: Settings, body: str, n: int) -> str:
-    sid = f"SM{n:032d}"
-    response = twilio.post(client, "/twilio/sms", sms_params(body, sid=sid, settings=settings))
-    assert response.status_code == 200, response.text
-    return response.text
+    """The reply the hotline sends to the text (empty: none)."""
+    return text_hotline(client, twilio, sms_params(body, sid=f"SM{n:032d}", settings=settings))
+
+
+def _replies_sent(engine: Engine) -> list[tuple[str, str]]:
+    """The replies sent (not withheld) to PHONE, oldest first: (body, status)."""
+    with Session(engine) as session:
+        sent = session.exec(
+            select(OutboundMessage)
+            .where(OutboundMessage.purpose == REPLY_PURPOSE, OutboundMessage.to_number == PHONE)
+            .order_by(col(OutboundMessage.id))
+        ).all()
+        return [(m.body, m.status) for m in sent]
 
 
 def _subs(engine: Engine, phone: str = PHONE) -> dict[str, list[str]]:
@@ -81,6 +91,9 @@ def test_sms_subscribe_and_unsubscribe_by_category(
     assert "Unknown word" in reply and "financing" in reply
     with Session(clean_db) as session:
         assert session.exec(select(Ticket)).all() == []
+    # Every text was answered by one SMS, in order.
+    assert len(_replies_sent(clean_db)) == 6
+    assert _replies_sent(clean_db)[-1] == (reply, "queued")
 
 
 def test_bare_keywords_and_needs_are_not_taken_as_subscriptions(
@@ -90,9 +103,11 @@ def test_bare_keywords_and_needs_are_not_taken_as_subscriptions(
     # A bare 退订 is STOP: everything stops, the subscription stays for after START.
     _sms(client, twilio, settings, "退订", 2)
     assert _subs(clean_db) == {"financing": []}
+    sent = _replies_sent(clean_db)
     # Opted out: the subscription is changed but no reply is sent.
-    assert "<Message>" not in _sms(client, twilio, settings, "订阅 法律", 3)
+    assert _sms(client, twilio, settings, "订阅 法律", 3) == ""
     assert set(_subs(clean_db)) == {"financing", "legal"}
+    assert _replies_sent(clean_db) == sent
     _sms(client, twilio, settings, "START", 4)
     # A long text that starts with 订阅 and names nothing is a need: it opens a ticket.
     _sms(client, twilio, settings, "订阅号的推广合同出了纠纷想找律师帮忙 江北区", 5)

@@ -20,7 +20,7 @@ CALLER = "+8613800138777"
 
 
 def test_an_agent_calls_the_hotline_from_the_page(
-    chromium: Browser, server: str, session: Session, cast: Cast
+    chromium: Browser, server: str, session: Session, cast: Cast, sms_worker: None
 ) -> None:
     page = _page(chromium, server)
     _login(page, "li")

@@ -17,9 +17,10 @@ from twilio.request_validator import RequestValidator
 
 from hotline.app import create_app
 from hotline.settings import Settings
-from hotline.web import simulator_state
+from hotline.web import routes_simulator, simulator_state
 from hotline.wiring import configure_domain
 from ivr_flows.models import CallLog
+from tests.conftest import answer_texts
 from tests.hotline.test_voice_main import at
 from tests.hotline.test_voice_revisit import reload, resolved_and_called
 from tests.hotline.web.conftest import Browser, Cast, csrf_of, login
@@ -245,7 +246,7 @@ def test_a_tampered_request_is_refused_by_the_webhook(
 
 
 def test_an_sms_opens_a_ticket(
-    app: FastAPI, browser: Browser, cast: Cast, clean_db: Engine
+    app: FastAPI, browser: Browser, cast: Cast, clean_db: Engine, sms_worker: None
 ) -> None:
     li = browser("li")
     page = _post(li, "/simulator/sms", {"sender": CALLER, "body": "想找律师 合同纠纷 江北区"})
@@ -255,6 +256,24 @@ def test_an_sms_opens_a_ticket(
     assert f'href="/tickets/{ticket.number}"' in page.text
     bad = _post(li, "/simulator/sms", {"sender": CALLER, "body": "  "})
     assert bad.status_code == 422
+
+
+def test_a_text_no_worker_answers_shows_as_not_answered_yet(
+    app: FastAPI,
+    browser: Browser,
+    cast: Cast,
+    clean_db: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(routes_simulator, "SMS_REPLY_WAIT_SECONDS", 0.3)
+    page = _post(browser("li"), "/simulator/sms", {"sender": CALLER, "body": "想申请贷款 渝北区"})
+    assert page.status_code == 200
+    assert "worker" in page.text and "短信由后台任务处理" in page.text
+    # Taken, not lost: the case is opened when a worker gets to it.
+    assert _tickets(clean_db) == []
+    assert answer_texts(clean_db) == ["answered"]
+    [ticket] = _tickets(clean_db)
+    assert ticket.channel == Channel.sms
 
 
 def test_answering_a_revisit_call_records_the_outcome(
@@ -376,7 +395,7 @@ def test_two_steps_of_one_browser_at_once_do_not_overwrite_each_other(
 
 
 def test_the_page_works_with_a_single_web_thread(
-    settings: Settings, cast: Cast, clean_db: Engine
+    settings: Settings, cast: Cast, clean_db: Engine, sms_worker: None
 ) -> None:
     """The page's handler holds the process's only worker thread while its requests reach the
     webhooks, whose handlers need threads too: they must not wait for the page's. Served by
