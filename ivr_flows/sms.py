@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 import routing
@@ -229,8 +230,21 @@ def answer_text_job(session: Session, payload: dict[str, Any], now: datetime) ->
         # Answered before (by its own job delivered twice, or a later text's job), or gone.
         gone = session.get(InboundMessage, message_id) is None
         return JobOutcome("obsolete: no such message" if gone else "already answered")
-    answered = [answer_text(session, text_message, now=now) for text_message in waiting]
-    return JobOutcome("answered", {"texts": len(answered), "ticket": answered[-1].ticket_number})
+    *earlier, own = waiting
+    for text_message in earlier:
+        # An earlier text that cannot be answered (its own job fails too, and stays in RQ's
+        # failed registry for someone to look at) must not hold up every later one.
+        try:
+            with session.begin_nested():
+                answer_text(session, text_message, now=now)
+        except SQLAlchemyError:
+            log.exception(
+                "sms %s could not be answered; answering the later text %s",
+                text_message.message_sid,
+                own.message_sid,
+            )
+    reply = answer_text(session, own, now=now)
+    return JobOutcome("answered", {"texts": len(waiting), "ticket": reply.ticket_number})
 
 
 def answer_text(session: Session, message: InboundMessage, *, now: datetime) -> SmsReply:

@@ -355,3 +355,70 @@ def test_hostile_and_empty_bodies_never_fail(
         assert message.reply and segments(message.reply) <= 3, message.body
         assert "\x00" not in message.body
     assert [m.body for m in _replies_sent(clean_db)] == [m.reply for m in messages]
+
+
+def _refuse_to_answer(engine: Engine, body: str) -> None:
+    """A text whose answer the database refuses (as it would a value it cannot store): a
+    trigger failing the update that marks the text answered."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION refuse_answer() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_answer BEFORE UPDATE ON inbound_message FOR EACH ROW "
+                    f"WHEN (NEW.body = '{body}') EXECUTE FUNCTION refuse_answer()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_answer BEFORE UPDATE ON inbound_message "
+                    f"WHEN NEW.body = '{body}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+
+
+def _allow_answers(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER IF EXISTS refuse_answer ON inbound_message"))
+            conn.execute(text("DROP FUNCTION IF EXISTS refuse_answer()"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS refuse_answer"))
+
+
+def test_a_text_that_cannot_be_answered_does_not_hold_up_the_senders_later_ones(
+    client: TestClient, twilio: TwilioSigner, settings: Settings, clean_db: Engine
+) -> None:
+    broken = sms_params("帮助", sid="SM" + "1" * 32, settings=settings)
+    later = sms_params("想申请贷款 渝北区", sid="SM" + "2" * 32, settings=settings)
+    _refuse_to_answer(clean_db, "帮助")
+    try:
+        for params in (broken, later):
+            assert twilio.post(client, "/twilio/sms", params).status_code == 200
+        broken_job, later_job = _answer_jobs(clean_db)
+        # The broken text's own job fails (RQ retries it, then keeps it as failed)...
+        with pytest.raises(Exception, match="refused"):
+            run_outbox_job(broken_job.id or 0)
+        # ...and the later text's job, which tries it first again, still answers its own.
+        assert run_outbox_job(later_job.id or 0) == "answered"
+    finally:
+        _allow_answers(clean_db)
+    first, second = _messages(clean_db)
+    assert first.answered_at is None and first.reply == ""
+    assert second.answered_at is not None
+    [ticket] = _tickets(clean_db)
+    assert ticket.number in second.reply
+    assert [m.body for m in _replies_sent(clean_db)] == [second.reply]
+    # Once the fault is gone, the broken text's retry answers it.
+    assert run_outbox_job(broken_job.id or 0) == "answered"
+    assert _messages(clean_db)[0].answered_at is not None
