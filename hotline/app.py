@@ -8,8 +8,6 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,11 +19,8 @@ from hotline.public import forms, kb_api, pages
 from hotline.queue import connect, resolve_redis_url
 from hotline.settings import Settings, load_settings
 from hotline.web import routes_notices, routes_simulator
-from hotline.wiring import configure_domain
+from hotline.wiring import configure_domain, warm_up
 from kb.db import get_engine
-from routing.classify import get_matcher
-from routing.index import catalogue_cache
-from routing.locate import default_gazetteer
 from tickets import outbox
 
 log = logging.getLogger(__name__)
@@ -85,20 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     install_observability(app, settings)  # outermost: request id and latency around all else
     return app
-
-
-def warm_up() -> None:
-    """Build the classifier's matcher, the gazetteer and the routing catalogue before the first
-    caller arrives: each takes from a fraction of a second to seconds, and a webhook that paid for
-    them would answer a caller late (Twilio gives up after 15 s). A database that is not up yet
-    only postpones the catalogue to the first request."""
-    get_matcher()
-    default_gazetteer()
-    try:
-        with Session(get_engine()) as session:
-            catalogue_cache.get(session)
-    except SQLAlchemyError:
-        log.warning("routing catalogue not built at start-up: database unavailable")
 
 
 class RelayOutboxAfterResponse:

@@ -24,7 +24,7 @@ from hotline.logging_setup import configure_from_settings
 from hotline.public import notices
 from hotline.queue import QUEUE_NAMES, connect, queue, resolve_redis_url
 from hotline.settings import Settings
-from hotline.wiring import configure_domain
+from hotline.wiring import configure_domain, warm_up
 from kb.db import get_engine, make_engine
 from tickets.outbox import (
     RELAY_AFTER_REQUEST_HORIZON,
@@ -220,6 +220,7 @@ class OutboxRelay(threading.Thread):
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     configure_from_settings(settings)
     worker = build_worker(settings)
+    warm_up()  # inherited by every work horse forked from here
     relay = OutboxRelay(settings)
     relay.relay_once()  # what was committed while no worker ran
     if not burst:

@@ -23,7 +23,7 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from rq import Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event, text
@@ -37,13 +37,23 @@ from hotline.worker import OutboxRelay
 from ivr_flows.models import DialogueState
 from kb.db import get_engine
 from kb.models import Institution
-from tests.conftest import TwilioSigner, kill_other_connections, sms_params
+from tests.conftest import TwilioSigner, answer_texts, kill_other_connections, sms_params
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, Twiml, new_sid
 from tests.tickets.conftest import dispatched, local, service_institutions, staff_of
 from tickets import service as ticket_ops
-from tickets.models import InboundMessage, OutboxMessage, Revisit, Ticket, TicketEvent, TicketState
+from tickets.models import (
+    InboundMessage,
+    OutboundMessage,
+    OutboxMessage,
+    Revisit,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
 from tickets.outbox import (
+    QUEUES,
     RETRY_INTERVALS_SECONDS,
+    WAKE_KEY,
     enqueue,
     job_id,
     pending,
@@ -109,14 +119,19 @@ def test_redis_down_callers_answered_tickets_saved_jobs_delivered_once_after(
     assert status.status_code == 503 and status.json()["checks"]["database"] == "ok"
     for reply in replies:
         assert reply.status_code == 200
-        assert _twiml(reply.text).find("Message") is not None
+        # Valid TwiML, empty: the text is taken in; a worker answers it once Redis is back.
+        assert len(_twiml(reply.text)) == 0, reply.text
     assert all(step.verbs[0] == "Gather" for step in first_steps)  # each heard the next prompt
     with Session(clean_db) as session:
-        tickets = session.exec(select(Ticket)).all()
-        assert len(tickets) == len(senders)
-        assert all(t.number in r.text for t, r in zip(tickets, replies, strict=True))
+        texts = session.exec(select(InboundMessage).order_by(col(InboundMessage.id))).all()
+        assert [m.from_number for m in texts] == senders  # every text saved
+        assert all(m.answered_at is None for m in texts)
+        jobs = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+        assert [(row.task, row.queue, row.payload["message_id"]) for row in jobs] == [
+            ("sms_answer", "high", m.id) for m in texts
+        ]
         assert len(session.exec(select(DialogueState)).all()) == 4
-        assert pending(session) == 3 * len(senders)
+        assert pending(session) == len(senders)  # the answers' jobs, not lost
 
     own_redis.start()
     connection = redis.Redis.from_url(own_redis.url)
@@ -124,33 +139,67 @@ def test_redis_down_callers_answered_tickets_saved_jobs_delivered_once_after(
     try:
         with ThreadPoolExecutor(2) as pool:
             relayed = sum(pool.map(lambda r: r.relay_once(), relays))
-        assert relayed == 3 * len(senders)
+        assert relayed == len(senders)
         assert sum(r.relay_once() for r in relays) == 0
     finally:
         for relay in relays:
             relay.stop()
+    queued = Queue("high", connection=connection, serializer=JSONSerializer).get_job_ids()
+    assert sorted(queued) == sorted(job_id(row.id or 0) for row in jobs)
+
+    # A real RQ worker answers every text once; each answer's SLA timers reach RQ's scheduler
+    # (relayed by the job that wrote them).
+    worker = SimpleWorker(
+        [Queue(q, connection=connection, serializer=JSONSerializer) for q in QUEUES],
+        connection=connection,
+        serializer=JSONSerializer,
+    )
+    assert worker.work(burst=True)
     with Session(clean_db) as session:
-        rows = session.exec(select(OutboxMessage)).all()
+        texts = session.exec(select(InboundMessage).order_by(col(InboundMessage.id))).all()
+        tickets = {t.id: t for t in session.exec(select(Ticket)).all()}
+        replies_sent = session.exec(
+            select(OutboundMessage).where(OutboundMessage.purpose == "sms_reply")
+        ).all()
+        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
         assert pending(session) == 0
+    assert len(tickets) == len(senders)
+    assert all(m.answered_at is not None and m.ticket_id in tickets for m in texts)
+    assert all(tickets[m.ticket_id].number in m.reply for m in texts)  # type: ignore[index]
+    assert sorted((r.to_number, r.body) for r in replies_sent) == sorted(
+        (m.from_number, m.reply) for m in texts
+    )
+    answers = [row for row in rows if row.task == "sms_answer"]
+    timers = [row for row in rows if row.task != "sms_answer"]
+    assert all(row.done_at is not None for row in answers)
+    assert len(timers) == 3 * len(senders)
     scheduled = {
         j
-        for q in ("high", "default", "low")
+        for q in QUEUES
         for j in ScheduledJobRegistry(
             q, connection=connection, serializer=JSONSerializer
         ).get_job_ids()
     }
-    assert scheduled == {job_id(row.id or 0) for row in rows}
+    assert scheduled == {job_id(row.id or 0) for row in timers}
 
-    # Every job runs (a week later: every SLA clock has expired); delivered twice, it acts once.
+    # Every job runs again (a week later: every SLA clock has expired); delivered twice, it
+    # acts once: no second reply, one escalation per ticket.
     later = (OFFICE_HOURS + timedelta(days=7)).isoformat()
-    for row in rows:
+    for row in answers:
+        assert run_outbox_job(row.id or 0, now=later).startswith("already done")
+    for row in timers:
         assert not run_outbox_job(row.id or 0, now=later).startswith("already")
         assert run_outbox_job(row.id or 0, now=later).startswith("already done")
     with Session(clean_db) as session:
         escalations = session.exec(
             select(TicketEvent.ticket_id).where(TicketEvent.action == "escalate")
         ).all()
-    assert sorted(escalations) == sorted(t.id for t in tickets)  # once per ticket, not 3 times
+        assert len(
+            session.exec(
+                select(OutboundMessage).where(OutboundMessage.purpose == "sms_reply")
+            ).all()
+        ) == len(senders)
+    assert sorted(escalations) == sorted(tickets)  # once per ticket, not 3 times
 
 
 # --- a worker killed in the middle of a job -------------------------------------------------
@@ -321,20 +370,26 @@ def test_sqlite_locked_requests_fail_cleanly_then_recover_without_restart(
         finally:
             locker.execute("ROLLBACK")
             locker.close()
+        # The apology, valid TwiML: the text was not taken in, so Twilio's retry starts clean.
         assert sms.status_code == 200 and _twiml(sms.text).find("Message") is not None
         assert greeting.verbs[0] == "Gather"
         assert answer.verbs == ["Say", "Say", "Hangup"]  # the apology, valid TwiML
         assert api.status_code == 503
         assert api.json() == {"detail": "the database is unavailable; try again shortly"}
         assert api.headers["Retry-After"] == "5"
-        assert _count(clean_db, Ticket) == 0  # nothing half-written
+        # Nothing half-written: no text without its job, no job without its text.
+        assert _count(clean_db, InboundMessage) == _count(clean_db, OutboxMessage) == 0
         # The lock is gone: the same process serves again.
         again = twilio.post(client, "/twilio/sms", sms_params(LOAN, sid=new_sid("SM")))
+        assert again.status_code == 200 and len(_twiml(again.text)) == 0, again.text
         assert client.get("/api/institutions").status_code == 200
         assert PhoneCall(client, twilio, settings).start().verbs != ["Say", "Say", "Hangup"]
+    assert _count(clean_db, InboundMessage) == 1
+    assert answer_texts(clean_db) == ["answered"]
     assert _count(clean_db, Ticket) == 1
     with Session(clean_db) as session:
-        assert session.exec(select(Ticket)).one().number in again.text
+        [message] = session.exec(select(InboundMessage)).all()
+        assert session.exec(select(Ticket)).one().number in message.reply
 
 
 def test_postgresql_connections_killed_during_traffic_fail_cleanly_and_recover(
@@ -365,46 +420,80 @@ def test_postgresql_connections_killed_during_traffic_fail_cleanly_and_recover(
             results = [f.result() for f in futures]
         assert kills > 0
         assert all(status in (200, 503) for status, _, _ in results), results
+        taken_in = set()
         for status, kind, body in results:
             if kind != "api":
                 assert status == 200
-                _twiml(body)
+                if len(_twiml(body)) == 0:  # empty TwiML: taken in; else the apology
+                    taken_in.add(kind)
+                else:
+                    assert _twiml(body).find("Message") is not None, body
+        assert taken_in, "no text got through"
         # Recovered, same process, no restart:
         kill_other_connections(clean_db)
         assert client.get("/api/institutions?limit=5").status_code == 200
         assert client.get("/healthz").status_code == 200
     with Session(clean_db) as session:
-        tickets = {t.number: t for t in session.exec(select(Ticket)).all()}
-        inbound = {m.message_sid for m in session.exec(select(InboundMessage)).all()}
-    for _status, sid, body in results:
-        if sid == "api":
-            continue
-        promised = [number for number in tickets if number in body]
-        if promised:  # a reply that names a ticket: that ticket and its message were kept
-            assert sid in inbound
-        else:  # an apology: nothing of it kept, so Twilio's retry starts clean
-            assert sid not in inbound
+        inbound = {m.message_sid: m.id for m in session.exec(select(InboundMessage)).all()}
+        jobs = [
+            row.payload["message_id"]
+            for row in session.exec(
+                select(OutboxMessage).where(OutboxMessage.task == "sms_answer")
+            ).all()
+        ]
+    # A text taken in was kept with its job; an apology kept nothing, so Twilio's retry starts
+    # clean.
+    assert set(inbound) == taken_in
+    assert sorted(jobs) == sorted(inbound.values())
+    # The workers answer every text kept, each with its own ticket.
+    assert answer_texts(clean_db) == ["answered"] * len(taken_in)
+    with Session(clean_db) as session:
+        tickets = {t.id: t.number for t in session.exec(select(Ticket)).all()}
+        texts = session.exec(select(InboundMessage)).all()
+    assert len(tickets) == len(texts) == len(taken_in)
+    assert all(tickets[m.ticket_id] in m.reply for m in texts)  # type: ignore[index]
 
 
 # --- a burst of identical deliveries ----------------------------------------------------------
 
 
 def test_fifty_identical_sms_deliveries_at_once_make_one_ticket_and_one_reply(
-    client: TestClient, twilio: TwilioSigner, settings: Settings, clean_db: Engine
+    client: TestClient,
+    twilio: TwilioSigner,
+    settings: Settings,
+    clean_db: Engine,
+    redis_conn: redis.Redis,
 ) -> None:
+    redis_conn.delete(WAKE_KEY)
     params = sms_params(LOAN, sid=new_sid("SM"), settings=settings)
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda _: twilio.post(client, "/twilio/sms", params), range(50)))
     assert {r.status_code for r in responses} == {200}
     bodies = {r.text for r in responses}
     assert len(bodies) == 1, bodies
-    assert _count(clean_db, Ticket) == 1
+    assert len(_twiml(bodies.pop())) == 0  # empty TwiML: the reply is the worker's
+    # One text, one job to answer it, one wake-up of the workers' relay.
     assert _count(clean_db, InboundMessage) == 1
     with Session(clean_db) as session:
+        [job] = session.exec(select(OutboxMessage)).all()
+        assert (job.task, job.queue) == ("sms_answer", "high")
+    assert redis_conn.llen(WAKE_KEY) == 1
+    # The job, delivered twice: one ticket, one reply.
+    assert answer_texts(clean_db) == ["answered"]
+    assert run_outbox_job(job.id or 0).startswith("already done")
+    assert answer_texts(clean_db) == []
+    assert _count(clean_db, Ticket) == 1
+    with Session(clean_db) as session:
         ticket = session.exec(select(Ticket)).one()
-        assert ticket.number in bodies.pop()
-        # One ticket's three SLA timers, once each (left for the workers' relay).
-        assert pending(session) == 3 and len(session.exec(select(OutboxMessage)).all()) == 3
+        message = session.exec(select(InboundMessage)).one()
+        [reply] = session.exec(
+            select(OutboundMessage).where(OutboundMessage.purpose == "sms_reply")
+        ).all()
+        assert ticket.number in message.reply and reply.body == message.reply
+        assert message.ticket_id == reply.ticket_id == ticket.id
+        # The ticket's three SLA timers, once each.
+        timers = session.exec(select(OutboxMessage).where(OutboxMessage.id != job.id)).all()
+        assert sorted(row.payload["clock"] for row in timers) == ["accept", "contact", "resolve"]
 
 
 def test_fifty_identical_voice_deliveries_at_once_keep_one_dialogue(

@@ -1,6 +1,7 @@
 """The production layout in miniature: two uvicorn web processes and two ``hotline worker``
 processes on one database and one Redis. A voice call whose steps alternate between the web
-processes goes on as if one process served it; its jobs run once, whichever worker takes them."""
+processes goes on as if one process served it; its jobs run once, whichever worker takes them.
+A text to one web process is answered by the workers, once."""
 
 from __future__ import annotations
 
@@ -22,11 +23,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hotline.settings import Settings
-from tests.conftest import TwilioSigner
+from tests.conftest import TwilioSigner, sms_params
 from tests.ivr_flows.phone import PhoneCall
 from tests.live_server import free_port, process_env
 from tickets import outbox
-from tickets.models import OutboundMessage, OutboxMessage, Ticket, TicketEvent, TicketState
+from tickets.models import (
+    InboundMessage,
+    OutboundMessage,
+    OutboxMessage,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -189,3 +197,40 @@ def test_a_call_alternating_between_web_processes_and_its_jobs_run_once(
     outcome = states()
     assert all(result != "NOT DONE" for _id, result in outcome), outcome
     assert sorted(result for _id, result in outcome).count("escalated") == 1, outcome
+
+    # A text to one web process: answered at once with empty TwiML, then by a worker (woken by
+    # the web process through Redis), once.
+    sender = "+8613912340000"
+    params = sms_params(
+        "我们公司在渝北区，想申请一笔贷款", sid="SM" + "5" * 32, sender=sender, settings=settings
+    )
+    with httpx.Client(base_url=f"http://127.0.0.1:{cluster[1]}", timeout=30) as web:
+        response = web.post(
+            "/twilio/sms",
+            data=params,
+            headers={"X-Twilio-Signature": twilio.signature("/twilio/sms", params)},
+        )
+    assert response.status_code == 200, response.text
+    assert response.text.endswith("<Response />"), response.text
+
+    def answered() -> tuple[InboundMessage, list[OutboundMessage]] | None:
+        with Session(clean_db) as session:
+            message = session.exec(
+                select(InboundMessage).where(InboundMessage.message_sid == params["MessageSid"])
+            ).one()
+            replies = session.exec(
+                select(OutboundMessage).where(
+                    OutboundMessage.purpose == "sms_reply", OutboundMessage.to_number == sender
+                )
+            ).all()
+        if message.answered_at is None or len(replies) != 1:
+            return None
+        return message, list(replies)
+
+    message, [reply] = _wait_for(answered, "a worker to answer the text", timeout=20)
+    assert message.ticket_id is not None and reply.ticket_id == message.ticket_id
+    assert reply.body == message.reply and message.reply
+    with Session(clean_db) as session:
+        assert session.get_one(Ticket, message.ticket_id).number in message.reply
+    time.sleep(1.0)  # time for a second reply, if any
+    assert answered() is not None  # still exactly one

@@ -29,7 +29,8 @@ from hotline.settings import Settings, load_settings
 from hotline.worker import OutboxRelay
 from tests.conftest import TwilioSigner, sms_params
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall
-from tickets.models import OutboxMessage, Ticket
+from tickets.models import InboundMessage, OutboxMessage, Ticket
+from tickets.outbox import pending_commits, relay_outbox, session_factory_for
 
 LOOPBACK_CLIENT = ("127.0.0.1", 50000)
 CALLER = "+8613800138000"
@@ -115,21 +116,27 @@ def test_metrics_count_tickets_outbox_queues_and_latency_by_route_template(
     app: FastAPI, twilio: TwilioSigner, settings: Settings, redis_conn: redis.Redis
 ) -> None:
     redis_conn.flushdb()
+    pending_commits.clear()  # left set by an earlier test's commit, the app would relay anyway
     with TestClient(app) as client:
         response = twilio.post(client, "/twilio/sms", sms_params(BODY, settings=settings))
         assert response.status_code == 200
         assert client.get("/api/institutions/1").status_code in (200, 404)
         assert client.get("/api/institutions/999999").status_code == 404
     samples = _scrape(app)
-    assert samples[("hotline_tickets", (("state", "dispatched"),))] == 1.0
-    # The ticket's SLA timers, hours ahead: left for the workers' relay, not the web process.
-    assert samples[("hotline_outbox_backlog", ())] == 3.0
+    # The text waits for its answer: no ticket yet, and its job left for the workers' relay.
+    assert not [name for name, _labels in samples if name == "hotline_tickets"]
+    assert samples[("hotline_outbox_backlog", ())] == 1.0
     relay = OutboxRelay(settings)
     try:
-        assert relay.relay_once() == 3
+        assert relay.relay_once() == 1
     finally:
         relay.stop()
+    # A worker answers the text; its job relays the case's SLA timers, hours ahead.
+    assert SimpleWorker(
+        [queue(redis_conn, "high")], connection=redis_conn, serializer=JSONSerializer
+    ).work(burst=True)
     samples = _scrape(app)
+    assert samples[("hotline_tickets", (("state", "dispatched"),))] == 1.0
     assert samples[("hotline_outbox_backlog", ())] == 0.0
     assert samples[("hotline_database_up", ())] == 1.0
     assert samples[("hotline_redis_up", ())] == 1.0
@@ -177,9 +184,11 @@ def test_outbox_backlog_and_redis_down_are_visible_and_the_scrape_stays_fast(
         own.stop()
     samples = _samples(response.text)
     assert samples[("hotline_redis_up", ())] == 0.0
-    assert samples[("hotline_outbox_backlog", ())] == 3.0
+    assert samples[("hotline_database_up", ())] == 1.0
+    # The text's answer, waiting in the outbox for Redis (no ticket until a worker runs it).
+    assert samples[("hotline_outbox_backlog", ())] == 1.0
     assert samples[("hotline_outbox_oldest_unrelayed_seconds", ())] >= 0.0
-    assert samples[("hotline_tickets", (("state", "dispatched"),))] == 1.0
+    assert not [name for name, _labels in samples if name == "hotline_tickets"]
     assert took < 3.0  # a dead Redis socket fails at once; the database part is a few counts
 
 
@@ -211,21 +220,43 @@ def test_request_id_follows_the_webhook_into_the_outbox_and_the_job_log(
         headers={"X-Request-ID": "twilio-req-0001"},
     )
     assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "twilio-req-0001"
     with Session(clean_db) as session:
-        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
-    assert rows and all(row.payload.get("request_id") == "twilio-req-0001" for row in rows)
-    webhook_lines = [r for r in _records(log_lines) if r.get("request_id") == "twilio-req-0001"]
-    assert webhook_lines, "the webhook's own log lines carry its request id"
+        [answer] = session.exec(select(OutboxMessage)).all()
+    assert answer.task == "sms_answer"
+    assert answer.payload.get("request_id") == "twilio-req-0001"
 
-    # Run one of its jobs in a real RQ worker: the job's log line carries the same id, and the
-    # job's own follow-up outbox row (an early SLA check reschedules itself) carries it on.
+    # A real RQ worker answers the text: the job's log lines (the runner's and the dialogue's)
+    # carry the webhook's id, and so do the case's SLA timers the job writes.
     redis_conn.flushdb()
-    queue(redis_conn, "high").enqueue("tickets.tasks.run_outbox_job", rows[0].id)
+    assert relay_outbox(session_factory_for(clean_db), redis_conn) == 1
     log_lines.truncate(0)
     log_lines.seek(0)
     worker = SimpleWorker(
         [queue(redis_conn, "high")], connection=redis_conn, serializer=JSONSerializer
     )
+    assert worker.work(burst=True)
+    answer_lines = [
+        r for r in _records(log_lines) if r["logger"] in ("tickets.tasks", "ivr_flows.sms")
+    ]
+    assert {r["logger"] for r in answer_lines} == {"tickets.tasks", "ivr_flows.sms"}
+    assert all(r.get("request_id") == "twilio-req-0001" for r in answer_lines), answer_lines
+    with Session(clean_db) as session:
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(col(OutboxMessage.id) != answer.id)
+            .order_by(col(OutboxMessage.id))
+        ).all()
+        assert session.exec(select(InboundMessage)).one().answered_at is not None
+    assert len(rows) == 3
+    assert all(row.payload.get("request_id") == "twilio-req-0001" for row in rows)
+
+    # Run one of those in a real RQ worker too: the job's log line carries the same id, and the
+    # job's own follow-up outbox row (an early SLA check reschedules itself) carries it on.
+    redis_conn.flushdb()
+    queue(redis_conn, "high").enqueue("tickets.tasks.run_outbox_job", rows[0].id)
+    log_lines.truncate(0)
+    log_lines.seek(0)
     assert worker.work(burst=True)
     job_lines = [r for r in _records(log_lines) if r["logger"] == "tickets.tasks"]
     assert job_lines and all(r.get("request_id") == "twilio-req-0001" for r in job_lines)
@@ -324,6 +355,7 @@ def test_a_real_webhook_logs_neither_the_callers_number_nor_the_body_nor_the_tok
     settings: Settings,
     log_lines: io.StringIO,
     clean_db: Engine,
+    redis_conn: redis.Redis,
 ) -> None:
     params = sms_params(BODY, settings=settings)
     assert twilio.post(client, "/twilio/sms", params).status_code == 200
@@ -331,6 +363,14 @@ def test_a_real_webhook_logs_neither_the_callers_number_nor_the_body_nor_the_tok
     forged = client.post("/twilio/sms", data=params, headers={"X-Twilio-Signature": "AAAA"})
     assert forged.status_code == 403
     client.get("/api/tickets", headers={"Authorization": "Bearer not-a-real-token-42"})
+    # The job answering the text, in a real RQ worker: its lines (RQ's own included) too.
+    assert relay_outbox(session_factory_for(clean_db), redis_conn) == 1
+    assert SimpleWorker(
+        [queue(redis_conn, "high")], connection=redis_conn, serializer=JSONSerializer
+    ).work(burst=True)
+    records = _records(log_lines)
+    answered = [r for r in records if r["logger"] == "ivr_flows.sms"]
+    assert answered and "138****8000" in str(answered[0]["message"])  # masked, not left out
     text = log_lines.getvalue()
     assert text, "the request was logged at DEBUG"
     for leaked in (CALLER, BODY, settings.auth_token, "not-a-real-token-42"):

@@ -1,5 +1,6 @@
-"""The worker's periodic upkeep beyond the outbox: the hourly purge of expired dialogue state,
-queued by one worker per hour however many run."""
+"""The worker's outbox relay and its periodic upkeep beyond the outbox: woken at once for an
+inbound text's job, and the hourly purge of expired dialogue state, queued by one worker per
+hour however many run."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from hotline.queue import queue
 from hotline.settings import Settings
 from hotline.worker import PURGE_EVERY_SECONDS, OutboxRelay, schedule_purge
 from ivr_flows.models import DialogueState, WebhookDelivery
+from ivr_flows.sms import ANSWER_TASK, InboundSms, accept_text
 from ivr_flows.store import DELIVERY_TTL
 from kb.db import utcnow
+from tickets.models import OutboxMessage
+from tickets.outbox import WAKE_KEY, job_id, wake_relay
 
 
 def _low_jobs(connection: redis.Redis) -> list[str]:
@@ -67,3 +71,51 @@ def test_two_workers_queue_the_purge_once_an_hour_and_it_forgets_what_expired(
     assert schedule_purge(redis_conn, now=later) is True
     assert schedule_purge(redis_conn, now=later) is False
     assert len(_low_jobs(redis_conn)) == 1
+
+
+def _relayed(engine: Engine, row_id: int) -> bool:
+    with Session(engine) as session:
+        row = session.get(OutboxMessage, row_id)
+        return row is not None and row.relayed_at is not None
+
+
+def test_a_running_relay_woken_for_a_text_relays_its_job_at_once_and_stops_promptly(
+    clean_db: Engine, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    redis_conn.delete(WAKE_KEY)
+    relay = OutboxRelay(settings, interval=60)  # its periodic round would come a minute later
+    relay.start()
+    try:
+        # What the SMS webhook writes: the text and the job that answers it.
+        with Session(clean_db) as session:
+            message_id = accept_text(
+                session,
+                InboundSms(
+                    message_sid="SM" + "7" * 32,
+                    from_number="+8613800138000",
+                    to_number=settings.main_number,
+                    body="想申请贷款，渝北区",
+                ),
+            )
+            session.commit()
+        assert message_id is not None
+        with Session(clean_db) as session:
+            [row] = session.exec(select(OutboxMessage)).all()
+        assert row.id is not None and row.task == ANSWER_TASK and row.queue == "high"
+        # Not woken: the relay leaves it for its periodic round (longer than a wait for a wake).
+        time.sleep(1.5)
+        assert not _relayed(clean_db, row.id)
+
+        wake_relay(redis_conn)
+        woken = time.monotonic()
+        while job_id(row.id) not in queue(redis_conn, "high").get_job_ids():
+            assert time.monotonic() - woken < 3, "the relay did not answer its wake-up"
+            time.sleep(0.05)
+        assert _relayed(clean_db, row.id)
+        assert redis_conn.llen(WAKE_KEY) == 0  # the wake-up was taken
+    finally:
+        stopping = time.monotonic()
+        relay.stop()
+        stopped_in = time.monotonic() - stopping
+    assert not relay.is_alive()
+    assert stopped_in < 2, stopped_in

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -17,16 +18,25 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hotline.app import create_app
+from hotline.queue import queue
 from hotline.redis_server import EmbeddedRedis
 from hotline.settings import Settings
 from hotline.worker import OutboxRelay
 from kb.db import utcnow
 from kb.models import Institution
-from tests.conftest import TwilioSigner, sms_params
+from tests.conftest import TwilioSigner, answer_texts, sms_params
 from tests.tickets.conftest import dispatched
-from tickets.models import OutboxMessage, Ticket, TicketState
+from tickets.models import (
+    InboundMessage,
+    OutboundMessage,
+    OutboxMessage,
+    Ticket,
+    TicketState,
+)
 from tickets.outbox import (
+    QUEUES,
     RETRY_INTERVALS_SECONDS,
+    WAKE_KEY,
     job_id,
     pending,
     pending_commits,
@@ -101,22 +111,43 @@ def test_the_caller_gets_an_answer_while_redis_is_down_and_the_worker_relays_lat
         response = twilio.post(
             client, "/twilio/sms", sms_params("我们公司在渝北区，想申请一笔贷款", settings=settings)
         )
+    # Twilio is answered at once (empty TwiML: the reply follows from a worker); the text and
+    # the job that answers it are kept while Redis is away.
     assert response.status_code == 200
+    assert response.text.endswith("<Response />"), response.text
+    with Session(clean_db) as session:
+        message = session.exec(select(InboundMessage)).one()
+        assert message.answered_at is None
+        [row] = session.exec(select(OutboxMessage)).all()
+        assert (row.task, row.payload["message_id"]) == ("sms_answer", message.id)
+        assert pending(session) == 1  # the answer's job, not lost
+
+    own_redis.start()
+    connection = _connect(own_redis)
+    relay = OutboxRelay(local_settings)
+    try:
+        assert relay.relay_once() == 1
+    finally:
+        relay.stop()
+    assert queue(connection, "high").get_job_ids() == [job_id(row.id or 0)]
+    # A real RQ worker runs it: the case is opened, the reply stored and sent, and the case's
+    # SLA timers reach RQ's scheduler.
+    worker = SimpleWorker(
+        [queue(connection, name) for name in QUEUES],
+        connection=connection,
+        serializer=JSONSerializer,
+    )
+    assert worker.work(burst=True)
     with Session(clean_db) as session:
         ticket = session.exec(select(Ticket)).one()
         assert ticket.state == TicketState.dispatched
-        assert ticket.number in response.text
-        assert pending(session) == 3  # its SLA timers, not lost
-
-    own_redis.start()
-    relay = OutboxRelay(local_settings)
-    try:
-        assert relay.relay_once() == 3
-    finally:
-        relay.stop()
-    with Session(clean_db) as session:
+        message = session.exec(select(InboundMessage)).one()
+        assert message.answered_at is not None and message.ticket_id == ticket.id
+        assert ticket.number in message.reply
+        [reply] = session.exec(select(OutboundMessage)).all()
+        assert (reply.purpose, reply.body) == ("sms_reply", message.reply)
         assert pending(session) == 0
-    assert len(_scheduled(_connect(own_redis))) == 3
+    assert len(_scheduled(connection)) == 3
 
 
 def test_a_request_leaves_timers_due_later_to_the_workers_relay(
@@ -126,20 +157,37 @@ def test_a_request_leaves_timers_due_later_to_the_workers_relay(
     clean_db: Engine,
     redis_conn: redis.Redis,
 ) -> None:
+    """An inbound text's job is left to the workers' relay, woken for it; the case's SLA
+    timers its job writes, hours ahead, are left by the wake-up round to the periodic one."""
+    redis_conn.delete(WAKE_KEY)
+    pending_commits.clear()  # left set by an earlier test's commit, the app would relay anyway
     response = twilio.post(
         client, "/twilio/sms", sms_params("想申请贷款，渝北区", settings=settings)
     )
     assert response.status_code == 200
     with Session(clean_db) as session:
-        rows = session.exec(select(OutboxMessage)).all()
-        # The case's three SLA clocks, hours ahead: not relayed by the web process.
-        assert len(rows) == 3 and all(row.relayed_at is None for row in rows)
+        [answer] = session.exec(select(OutboxMessage)).all()
+        # Written by the webhook's own SQL: not relayed by the web process, which woke the
+        # workers' relay instead.
+        assert answer.task == "sms_answer" and answer.relayed_at is None
+    assert redis_conn.llen(WAKE_KEY) == 1
     relay = OutboxRelay(settings)
     try:
+        assert relay.relay_due_now() == 1
+        assert queue(redis_conn, "high").get_job_ids() == [job_id(answer.id or 0)]
+        assert answer_texts(clean_db) == ["answered"]
+        with Session(clean_db) as session:
+            timers = session.exec(
+                select(OutboxMessage).where(col(OutboxMessage.id) != answer.id)
+            ).all()
+        # The case's three SLA clocks, hours ahead: a wake-up round does not relay them...
+        assert len(timers) == 3 and all(row.relayed_at is None for row in timers)
+        assert relay.relay_due_now() == 0
+        # ... the periodic round does.
         assert relay.relay_once() == 3
     finally:
         relay.stop()
-    assert {job_id(row.id or 0) for row in rows} <= _scheduled(redis_conn)
+    assert {job_id(row.id or 0) for row in timers} <= _scheduled(redis_conn)
 
 
 def test_relaying_what_is_due_soon_leaves_the_rest_for_later(
