@@ -1,15 +1,23 @@
-"""Jobs: the outbox relay, RQ workers running revisit and SLA jobs, and scheduled revisits.
+"""Jobs: the outbox relay, RQ workers running revisit, SLA and SMS-answer jobs, and scheduled
+revisits.
 
 Three parts, on PostgreSQL + Redis (default) or on SQLite + the embedded Redis (``--sqlite``):
 
 - ``relay``: N outbox rows committed, then :func:`tickets.outbox.relay_outbox` (the function the
   web process and the worker run) moves them into RQ until none is left: rows per second, for
   rows due now (``enqueue``) and rows due later (``enqueue_at``);
-- ``workers``: revisit-call jobs (each places a call through the offline telephony adapter,
-  writes its event and schedules its answer timeout) and SLA accept-clock jobs (each escalates
-  its ticket and queues the notice to the district window, which the workers also send), run
-  by 1, 2 and 4 real ``hotline worker`` processes: jobs per second from the first job started
-  to the last done, and a check in the database that each effect happened exactly once;
+- ``workers``: three kinds of job, each run by 1, 2 and 4 real ``hotline worker`` processes:
+  jobs per second from the first job started to the last done, and a check in the database
+  that each effect happened exactly once. Revisit-call jobs (each places a call through the
+  offline telephony adapter, writes its event and schedules its answer timeout); SLA
+  accept-clock jobs (each escalates its ticket and queues the notice to the district window,
+  which the workers also send); and SMS-answer jobs (``sms_answer``): texts stored as the
+  webhook stores them (:func:`ivr_flows.sms.accept_text`: the message and its outbox job), each
+  from its own sender and asking for a loan in a named district, so that each job classifies
+  the text, routes it, opens and dispatches a ticket (writing its SLA timers, which the job
+  relays into RQ's scheduler), stores the reply on the message and sends it through the
+  offline adapter. Checked: every text answered, one reply (``sms_reply``) and one ticket per
+  sender, every job's outbox row done with the result ``answered``;
 - ``scheduled``: revisit calls written to the outbox with their due time (``outbox.add``, as
   ``TicketService.resolve`` does) and relayed into RQ's scheduler: time to schedule, and Redis
   memory (INFO used_memory) before and after, per scheduled revisit.
@@ -17,12 +25,16 @@ Three parts, on PostgreSQL + Redis (default) or on SQLite + the embedded Redis (
 The worker jobs run ``tickets.tasks.run_outbox_job(id, now=...)`` with ``now`` pinned to a
 working morning a few days ahead (calls are placed only inside the call window on working
 days; the machine's clock may be on a Sunday night). Tickets are made through the ticket
-service (open, dispatch, and for revisits accept, start, resolve) two weeks before that.
+service (open, dispatch, and for revisits accept, start, resolve) two weeks before that; texts
+are stored at the machine's time and answered at the pinned one. Every job row is enqueued by
+this script (as the relay does, with the pinned ``now``), never by the workers' relay: all
+rounds' rows are written before the first round and marked as relayed.
 
 One figure per line, e.g. ``relay_now_rows_per_s 2150``. Run::
 
     .venv/bin/python benchmarks/bench_jobs.py            # quick (make bench): about a minute
-    .venv/bin/python benchmarks/bench_jobs.py --full     # 10,000 rows, 2,000 jobs, 100,000 revisits
+    .venv/bin/python benchmarks/bench_jobs.py --full     # 10,000 rows, 2,000 jobs, 1,000 texts,
+                                                         # 100,000 revisits
     .venv/bin/python benchmarks/bench_jobs.py --sqlite   # SQLite file + embedded Redis
 
 ``BENCH_DATABASE_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/benchjobs``) and
@@ -69,28 +81,42 @@ from hotline.queue import QUEUE_NAMES  # noqa: E402
 from hotline.redis_server import EmbeddedRedis  # noqa: E402
 from hotline.settings import Settings, load_settings  # noqa: E402
 from hotline.wiring import configure_domain  # noqa: E402
+from ivr_flows import sms  # noqa: E402
 from kb import db  # noqa: E402
 from kb.models import Institution, InstitutionCategory, Tier  # noqa: E402
 from kb.service import catalogue_service  # noqa: E402
 from tickets import outbox  # noqa: E402
 from tickets.models import (  # noqa: E402
     Channel,
+    InboundMessage,
     OutboundCall,
     OutboundMessage,
     OutboxMessage,
     Role,
+    Ticket,
     TicketEvent,
+    TicketState,
 )
+from tickets.phones import normalise_phone  # noqa: E402
 from tickets.service import Actor, ticket_service  # noqa: E402
 from tickets.tasks import run_outbox_job  # noqa: E402
 
 TOKEN = "bench-auth-token-0123456789abcdef"
 AGENT = Actor("user:bench-agent", Role.agent)
 WORKER_COUNTS = (1, 2, 4)
+KINDS = ("revisit", "sla", sms.ANSWER_TASK)
 SIZES: dict[str, dict[str, Any]] = {
-    "quick": {"relay": 1_000, "jobs": 20, "scheduled": 2_000, "workers": (1, 2)},
-    "full": {"relay": 10_000, "jobs": 2_000, "scheduled": 100_000, "workers": WORKER_COUNTS},
+    "quick": {"relay": 1_000, "jobs": 20, "texts": 100, "scheduled": 2_000, "workers": (1, 2)},
+    "full": {
+        "relay": 10_000,
+        "jobs": 2_000,
+        "texts": 1_000,
+        "scheduled": 100_000,
+        "workers": WORKER_COUNTS,
+    },
 }
+# Opens a financing case in Yubei: classified, located, routed and dispatched by the job.
+SMS_BODY = "我们公司在渝北区，想申请一笔贷款扩大生产"
 IN_PROCESS_JOBS = 20
 STALL_SECONDS = 60
 
@@ -294,7 +320,67 @@ def make_tickets(
     return ids
 
 
-def start_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
+def accept_texts(
+    engine: Engine, settings: Settings, count: int, relayed_at: datetime, serial: int
+) -> list[int]:
+    """``count`` texts stored as the webhook stores them (:func:`ivr_flows.sms.accept_text`),
+    each from its own sender; returns the outbox row ids of their ``sms_answer`` jobs. The rows
+    are marked as relayed at the pinned time, days ahead (see :func:`make_tickets`): the
+    workers' relay leaves them to this script, and their rescue of stranded rows too."""
+    with Session(engine) as session:
+        postgresql = engine.dialect.name == "postgresql"
+        messages: list[int] = []
+        for n in range(count):
+            stored = sms.accept_text(
+                session,
+                sms.InboundSms(
+                    message_sid=f"SMbench{serial:02d}{n:06d}",
+                    from_number=f"+86139{serial:02d}{n:06d}",
+                    to_number=settings.main_number,
+                    body=SMS_BODY,
+                ),
+            )
+            assert stored is not None
+            messages.append(stored)
+            if not postgresql:  # on PostgreSQL accept_text commits on its own
+                session.commit()
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(OutboxMessage.task == sms.ANSWER_TASK, col(OutboxMessage.relayed_at).is_(None))
+            .order_by(col(OutboxMessage.id))
+        ).all()
+        assert sorted(int(row.payload["message_id"]) for row in rows) == sorted(messages), (
+            "the texts' jobs are not the outbox's only unrelayed sms_answer rows"
+        )
+        ids: list[int] = []
+        for row in rows:
+            assert row.id is not None
+            row.relayed_at = relayed_at
+            session.add(row)
+            ids.append(row.id)
+        session.commit()
+    return ids
+
+
+def make_jobs(
+    engine: Engine,
+    settings: Settings,
+    kind: str,
+    count: int,
+    at: datetime,
+    relayed_at: datetime,
+    serial: int,
+) -> list[int]:
+    if kind == sms.ANSWER_TASK:
+        return accept_texts(engine, settings, count, relayed_at, serial)
+    return make_tickets(engine, kind, count, at, relayed_at, serial)
+
+
+def start_workers(
+    settings: Settings, count: int, name: str = "workers"
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` ``hotline worker`` processes; their output goes to ``<var>/logs/<name>-N.log``
+    (see :func:`worker_log_problems`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(
         {
@@ -305,16 +391,34 @@ def start_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes
             "HOTLINE_LOG_LEVEL": "WARNING",
         }
     )
-    return [
-        subprocess.Popen(
-            [str(BIN / "hotline"), "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for _ in range(count)
-    ]
+    logs = settings.var_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for n in range(count):
+        with (logs / f"{name}-{n + 1}.log").open("wb") as output:
+            processes.append(
+                subprocess.Popen(
+                    [str(BIN / "hotline"), "worker"],
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    return processes
+
+
+def worker_log_problems(settings: Settings, name: str) -> tuple[int, Path | None]:
+    """Lines of a round's worker logs that report an error (the workers log at WARNING, so a
+    warning counts too), and the first log holding one."""
+    count, first = 0, None
+    for path in sorted((settings.var_dir / "logs").glob(f"{name}-*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        bad = sum(1 for line in lines if any(w in line for w in ("ERROR", "WARNING", "Traceback")))
+        count += bad
+        if bad and first is None:
+            first = path
+    return count, first
 
 
 def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -370,7 +474,7 @@ def run_round(
 ) -> None:
     name = f"{kind}_w{workers}"
     connection.flushdb()
-    processes = start_workers(settings, workers)
+    processes = start_workers(settings, workers, name)
     try:
         wait_for_workers(connection, workers, processes)
         suspend(connection)
@@ -409,17 +513,30 @@ def run_round(
     say(f"{name}_seconds", f"{span:.2f}")
     say(f"{name}_jobs_per_s", f"{done[0] / span:.1f}" if span > 0 else "nan")
     say(f"{name}_failed_jobs", failed)
+    problems, where = worker_log_problems(settings, name)
+    say(f"{name}_worker_log_problem_lines", problems if where is None else f"{problems} ({where})")
     verify(engine, kind, ids, name)
 
 
 def _measured_done(engine: Engine, kind: str, ids: list[int]) -> tuple[int, datetime | None]:
-    """Done rows among the measured jobs and, for SLA jobs, the notices they queued."""
+    """Done rows among the measured jobs and, for SLA jobs, the notices they queued; and when
+    the last of them was done."""
     with Session(engine) as session:
         tickets = select(OutboxMessage.ticket_id).where(col(OutboxMessage.id).in_(ids))
-        tasks = ["sla_check", "notify_institution"] if kind == "sla" else ["revisit_call"]
+        tasks = {
+            "sla": ["sla_check", "notify_institution"],
+            "revisit": ["revisit_call"],
+            sms.ANSWER_TASK: [sms.ANSWER_TASK],
+        }[kind]
+        # A text's job has no ticket before it runs: its own rows are counted.
+        which = (
+            col(OutboxMessage.id).in_(ids)
+            if kind == sms.ANSWER_TASK
+            else col(OutboxMessage.ticket_id).in_(tickets)
+        )
         done, last = session.exec(
             select(func.count(), func.max(col(OutboxMessage.done_at))).where(
-                col(OutboxMessage.ticket_id).in_(tickets),
+                which,
                 col(OutboxMessage.task).in_(tasks),
                 col(OutboxMessage.done_at).is_not(None),
                 col(OutboxMessage.result) != "bench: not run",
@@ -431,6 +548,9 @@ def _measured_done(engine: Engine, kind: str, ids: list[int]) -> tuple[int, date
 def verify(engine: Engine, kind: str, ids: list[int], name: str) -> None:
     """Each ticket's effect exactly once: one call and one revisit_call event per revisit;
     one escalation and one notice per missed accept clock."""
+    if kind == sms.ANSWER_TASK:
+        verify_texts(engine, ids, name)
+        return
     with Session(engine) as session:
         tickets = [
             t
@@ -461,11 +581,67 @@ def verify(engine: Engine, kind: str, ids: list[int], name: str) -> None:
     say(f"{name}_effect_missing", missing)
 
 
+def verify_texts(engine: Engine, ids: list[int], name: str) -> None:
+    """Each text answered exactly once: answered (``answered_at`` set), its job's row done with
+    the result ``answered``, one reply (``sms_reply``) and one ticket for its sender."""
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids))).all()
+        results = Counter(row.result if row.done_at is not None else "(not done)" for row in rows)
+        message_ids = [int(row.payload["message_id"]) for row in rows]
+        messages = session.exec(
+            select(InboundMessage).where(col(InboundMessage.id).in_(message_ids))
+        ).all()
+        senders = [m.from_number for m in messages]
+        phones = {m.from_number: normalise_phone(m.from_number) or m.from_number for m in messages}
+        replies = Counter(
+            session.exec(
+                select(OutboundMessage.to_number).where(
+                    OutboundMessage.purpose == sms.REPLY_PURPOSE,
+                    col(OutboundMessage.to_number).in_(senders),
+                )
+            ).all()
+        )
+        tickets = session.exec(
+            select(Ticket.caller_phone, Ticket.state).where(
+                col(Ticket.caller_phone).in_(list(phones.values()))
+            )
+        ).all()
+    opened = Counter(phone for phone, _ in tickets)
+    dispatched = sum(1 for _, state in tickets if state == TicketState.dispatched)
+    answered = sum(1 for m in messages if m.answered_at is not None)
+    once = sum(
+        1
+        for m in messages
+        if m.answered_at is not None
+        and replies[m.from_number] == 1
+        and opened[phones[m.from_number]] == 1
+    )
+    twice = sum(
+        1 for m in messages if replies[m.from_number] > 1 or opened[phones[m.from_number]] > 1
+    )
+    missing = sum(
+        1
+        for m in messages
+        if m.answered_at is None
+        or replies[m.from_number] == 0
+        or opened[phones[m.from_number]] == 0
+    )
+    say(f"{name}_texts_answered", f"{answered}/{len(ids)}")
+    say(f"{name}_jobs_result_answered", f"{results.pop('answered', 0)}/{len(ids)}")
+    if results:
+        say(f"{name}_jobs_other_results", dict(results))
+    say(f"{name}_tickets_dispatched", f"{dispatched}/{len(ids)}")
+    say(f"{name}_effect_exactly_once", f"{once}/{len(ids)}")
+    say(f"{name}_effect_more_than_once", twice)
+    say(f"{name}_effect_missing", missing + len(ids) - len(messages))
+
+
 def bench_workers(
     settings: Settings,
     engine: Engine,
     connection: redis.Redis,
     jobs: int,
+    texts: int,
     worker_counts: tuple[int, ...] = WORKER_COUNTS,
 ) -> None:
     empty_outbox(engine, connection)
@@ -474,22 +650,38 @@ def bench_workers(
     say("jobs_pinned_now", now.isoformat())
     plan: list[tuple[str, int, list[int]]] = []
     start = time.perf_counter()
+    made = dict.fromkeys(KINDS, 0.0)
     serial = 0
     for workers in worker_counts:
-        for kind in ("revisit", "sla"):
+        for kind in KINDS:
             serial += 1
-            plan.append((kind, workers, make_tickets(engine, kind, jobs, made_at, now, serial)))
+            count = texts if kind == sms.ANSWER_TASK else jobs
+            start_kind = time.perf_counter()
+            ids = make_jobs(engine, settings, kind, count, made_at, now, serial)
+            made[kind] += time.perf_counter() - start_kind
+            plan.append((kind, workers, ids))
     # The floor: the same jobs run in this process, one after the other, with no RQ at all.
-    for kind in ("revisit", "sla"):
+    # The first job of a kind also builds what the process caches (for a text: the classifier,
+    # the gazetteer, the routing catalogue), as a worker's forked work horse does for every job
+    # unless its parent built them: it is shown apart.
+    for kind in KINDS:
         serial += 1
-        ids = make_tickets(engine, kind, IN_PROCESS_JOBS, made_at, now, serial)
-        start_one = time.perf_counter()
+        ids = make_jobs(engine, settings, kind, IN_PROCESS_JOBS, made_at, now, serial)
+        times = []
         for row_id in ids:
+            start_one = time.perf_counter()
             run_outbox_job(row_id, now=now.isoformat())
-        each = (time.perf_counter() - start_one) * 1000 / len(ids)
-        say(f"{kind}_in_process_ms_per_job", f"{each:.1f}")
-    say("jobs_tickets_made", jobs * len(plan))
-    say("jobs_tickets_seconds", f"{time.perf_counter() - start:.1f}")
+            times.append((time.perf_counter() - start_one) * 1000)
+        say(f"{kind}_in_process_ms_per_job", f"{sum(times) / len(times):.1f}")
+        say(f"{kind}_in_process_first_job_ms", f"{times[0]:.1f}")
+        say(f"{kind}_in_process_ms_per_job_after_first", f"{sum(times[1:]) / len(times[1:]):.1f}")
+    tickets = sum(len(ids) for kind, _, ids in plan if kind != sms.ANSWER_TASK)
+    stored = sum(len(ids) for kind, _, ids in plan if kind == sms.ANSWER_TASK)
+    say("jobs_tickets_made", tickets)
+    say("jobs_tickets_seconds", f"{made['revisit'] + made['sla']:.1f}")
+    say("jobs_texts_stored", stored)
+    say("jobs_texts_store_seconds", f"{made[sms.ANSWER_TASK]:.1f}")
+    say("jobs_setup_seconds", f"{time.perf_counter() - start:.1f}")
     for kind, workers, ids in plan:
         run_round(settings, engine, connection, kind, ids, workers, now)
 
@@ -560,7 +752,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (the default)")
-    size.add_argument("--full", action="store_true", help="10,000 / 2,000 / 100,000")
+    size.add_argument("--full", action="store_true", help="10,000 / 2,000 / 1,000 / 100,000")
     parser.add_argument("--sqlite", action="store_true", help="SQLite file + embedded Redis")
     parser.add_argument(
         "--only", choices=("relay", "workers", "scheduled"), action="append", help="parts to run"
@@ -568,7 +760,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, action="append", help="worker counts (quick: 1, 2; full: 1, 2, 4)"
     )
-    parser.add_argument("--jobs", type=int, help="jobs per worker round (quick 20, full 2,000)")
+    parser.add_argument(
+        "--jobs", type=int, help="revisit and SLA jobs per worker round (quick 20, full 2,000)"
+    )
+    parser.add_argument(
+        "--texts", type=int, help="texts per sms_answer worker round (quick 100, full 1,000)"
+    )
     args = parser.parse_args()
     sizes = SIZES["full" if args.full else "quick"]
     parts = args.only or ["relay", "workers", "scheduled"]
@@ -586,6 +783,7 @@ def main() -> None:
                     engine,
                     connection,
                     args.jobs or sizes["jobs"],
+                    args.texts or sizes["texts"],
                     tuple(args.workers or sizes["workers"]),
                 )
             if "scheduled" in parts:
