@@ -237,7 +237,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ticket_event": {"note": "", "data": {}},
     "routing_record": {},
     "revisit": {"attempts": 0, "unanswered": 0, "comment": ""},
-    "inbound_message": {"account_sid": "AC" + "0" * 32, "num_media": 0, "reply": ""},
+    "inbound_message": {
+        "account_sid": "AC" + "0" * 32,
+        "num_media": 0,
+        "reply": "",
+        "opt_out_type": "",
+    },
     "outbox": {"queue": "default", "result": ""},
 }
 
@@ -514,6 +519,7 @@ class Generator:
                     "to_number": MAIN_NUMBER,
                     "body": summary,
                     "received_at": created,
+                    "answered_at": created,
                     "ticket_id": ticket_id,
                     "reply": f"已受理，工单号 {ticket['number']}",
                 },

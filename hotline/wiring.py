@@ -58,9 +58,8 @@ def warm_up() -> None:
     """Build the classifier's matcher, the gazetteer and the routing catalogue before the first
     text or caller: each takes from a fraction of a second to seconds (the matcher 0.7 s here).
     The web app does it at start-up, so that no webhook pays for it (Twilio gives up after
-    15 s); the worker before it forks its first work horse, which would otherwise build them
-    again for every job (each job runs in a fresh fork). A database that is not up yet only
-    postpones the catalogue to the first use."""
+    15 s); the worker before its first job. A database that is not up yet only postpones the
+    catalogue to the first use."""
     get_matcher()
     default_gazetteer()
     try:

@@ -1,6 +1,7 @@
 """The RQ worker process: configures the domain adapters, then works the queues, relaying the
 transactional outbox into RQ every few seconds so no committed job is stranded (after a Redis
-outage, or a web process that stopped before relaying).
+outage, or a web process that stopped before relaying), and at once when a web process wakes
+it (``tickets.outbox.wake_relay``: an inbound text's job, which web processes leave to it).
 
 The same periodic round does the rest of the upkeep every worker shares: it queues again any
 notice whose fan-out was interrupted (``hotline.public.notices.resume_stranded``), and once an
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 
 import redis
-from rq import Worker
+from rq import SimpleWorker
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 from sqlalchemy.pool import NullPool
@@ -46,7 +47,9 @@ PURGE_EVERY_SECONDS = 3600
 _fork_hook_installed = False
 
 # SQLite keeps what each connection has locked in process memory, and a forked child gets a
-# copy of that memory. A work horse forked while the relay thread was inside a transaction (its
+# copy of that memory. The worker runs its jobs in its own process, but RQ still forks (its
+# scheduler runs in a child process), and so did the work horses of earlier versions. A child
+# forked while the relay thread was inside a transaction (its
 # commit included: the write lock is held while the WAL is synced) inherits a write lock that no
 # thread in the child will ever release, and its first write waits out the whole busy timeout
 # ("database is locked") though no process holds the lock. So the relay works the database
@@ -56,7 +59,7 @@ _database_round = threading.Lock()
 
 
 def protect_database_across_forks() -> None:
-    """RQ runs each job in a forked work horse. The child must not reuse the parent's pooled
+    """A process forked from the worker (RQ's scheduler) must not reuse the parent's pooled
     database connections (two processes on one socket): it drops them without closing them
     and opens its own, as SQLAlchemy advises for fork. No fork happens during a relay round."""
     global _fork_hook_installed
@@ -81,11 +84,18 @@ def _drop_inherited_connections() -> None:
         pass  # no engine configured in this process: nothing inherited
 
 
-def build_worker(settings: Settings, *, name: str | None = None) -> Worker:
+def build_worker(settings: Settings, *, name: str | None = None) -> SimpleWorker:
+    """An RQ worker that runs each job in its own process (``SimpleWorker``), not in a work horse
+    forked per job: with a work horse each job took 70 to 115 ms more than in process (a text's
+    answer 16 ms in process, 130 ms a job with one forking worker); one worker answered 7.7
+    texts a second that way, 32 this way (``benchmarks/bench_jobs.py``, PostgreSQL). A job
+    that hangs is still stopped by RQ's timeout; a worker that dies (SIGKILL) has its job found
+    by another worker's registry clean-up and retried, as before; a job's own errors are caught
+    by RQ and leave the worker running."""
     configure_domain(settings)
     protect_database_across_forks()
     connection = connect(resolve_redis_url(settings))
-    return Worker(
+    return SimpleWorker(
         [queue(connection, q) for q in QUEUE_NAMES],
         connection=connection,
         serializer=JSONSerializer,
@@ -134,8 +144,8 @@ def relay_all(relay_batch: Callable[[], int]) -> int:
 class OutboxRelay(threading.Thread):
     """Relays the outbox periodically in the worker's main process.
 
-    It has its own engine without a pool (NullPool) and its own Redis connection: RQ forks a
-    work horse per job, and a forked child must not inherit a live database connection."""
+    It has its own engine without a pool (NullPool) and its own Redis connection: it runs beside
+    the jobs, and a process RQ forks (its scheduler) must not inherit a live connection."""
 
     def __init__(self, settings: Settings, interval: float = RELAY_INTERVAL_SECONDS) -> None:
         super().__init__(name="outbox-relay", daemon=True)
@@ -220,7 +230,7 @@ class OutboxRelay(threading.Thread):
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     configure_from_settings(settings)
     worker = build_worker(settings)
-    warm_up()  # inherited by every work horse forked from here
+    warm_up()  # before the first job, which would otherwise pay for it
     relay = OutboxRelay(settings)
     relay.relay_once()  # what was committed while no worker ran
     if not burst:

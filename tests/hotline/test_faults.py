@@ -295,8 +295,16 @@ def test_a_worker_killed_mid_job_the_job_is_retried_and_acts_once(
         release()
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-    # Time passes: RQ's cleanup finds the abandoned job (its worker's heartbeat expired).
+    # The job did not finish: the worker ran it in its own process (RQ's work horses, forked
+    # into a process group of their own, used to outlive this kill and finish the job).
+    with Session(clean_db) as check:
+        assert check.get_one(OutboxMessage, row.id).done_at is None
+    # Time passes: RQ's cleanup finds the abandoned job (its worker's heartbeat expired), and
+    # the dead worker's scheduler locks expire (after 60 s), so another worker's scheduler
+    # can enqueue the retry.
     started.cleanup(timestamp=time.time() + 3600)
+    for lock in redis_conn.keys("rq:scheduler-lock:*"):
+        redis_conn.delete(lock)
     time.sleep(RETRY_INTERVALS_SECONDS[0] + 0.5)  # the retry falls due
     worker = subprocess.Popen(
         [str(bin_dir / "hotline"), "worker", "--burst"],
