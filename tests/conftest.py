@@ -26,6 +26,7 @@ from kb import db
 from kb.models import CatalogueChange, Institution
 from kb.service import catalogue_service
 from routing import quality
+from tickets.models import OutboundMessage
 
 # Catalogue tables survive between tests (loaded once); everything else is emptied after each.
 CATALOGUE_TABLES = {
@@ -304,3 +305,15 @@ def sms_worker(engine: Engine) -> Iterator[None]:
         stopping.set()
         thread.join(timeout=10)
     assert not failures, failures
+
+
+def replies_sent(engine: Engine, to: str | None = None) -> list[OutboundMessage]:
+    """The replies to texts the workers sent (``sms_reply``), to ``to`` or to anyone, oldest
+    first."""
+    from ivr_flows.sms import REPLY_PURPOSE
+
+    query = select(OutboundMessage).where(OutboundMessage.purpose == REPLY_PURPOSE)
+    if to is not None:
+        query = query.where(OutboundMessage.to_number == to)
+    with Session(engine) as session:
+        return list(session.exec(query.order_by(OutboundMessage.id)).all())  # type: ignore[arg-type]

@@ -16,17 +16,16 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 from twilio.request_validator import RequestValidator
 
 from hotline.accounts.service import create_user, issue_token
 from hotline.limits import MAX_BODY_BYTES
 from hotline.logging_setup import configure_logging, secrets_of
 from hotline.settings import Settings
-from ivr_flows.sms import REPLY_PURPOSE
 from kb.models import Institution
-from tests.conftest import TwilioSigner, answer_texts, sms_params, text_hotline
-from tickets.models import InboundMessage, OutboundMessage, OutboxMessage, Ticket
+from tests.conftest import TwilioSigner, answer_texts, replies_sent, sms_params, text_hotline
+from tickets.models import InboundMessage, OutboxMessage, Ticket
 
 LOAN = "我们公司在渝北区，想申请一笔贷款"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
@@ -57,17 +56,6 @@ def _tickets(engine: Engine) -> int:
 def _count(engine: Engine, model: type) -> int:
     with Session(engine) as session:
         return int(session.exec(select(func.count()).select_from(model)).one())
-
-
-def _replies_sent(engine: Engine) -> list[OutboundMessage]:
-    with Session(engine) as session:
-        return list(
-            session.exec(
-                select(OutboundMessage)
-                .where(OutboundMessage.purpose == REPLY_PURPOSE)
-                .order_by(col(OutboundMessage.id))
-            ).all()
-        )
 
 
 # --- Twilio signatures ----------------------------------------------------------------------
@@ -161,7 +149,7 @@ def test_a_replayed_signed_request_changes_nothing_and_cannot_be_moved(
     assert _count(clean_db, InboundMessage) == 1
     assert answer_texts(clean_db) == ["answered"]
     assert _tickets(clean_db) == 1
-    assert len(_replies_sent(clean_db)) == 1
+    assert len(replies_sent(clean_db)) == 1
     # The same signature on another webhook, or with the query string changed, is refused.
     for path in ("/twilio/voice", "/twilio/call-status", "/twilio/sms?x=1"):
         moved = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
@@ -169,7 +157,7 @@ def test_a_replayed_signed_request_changes_nothing_and_cannot_be_moved(
     assert answer_texts(clean_db) == []
     assert _tickets(clean_db) == 1
     assert _count(clean_db, InboundMessage) == 1
-    assert len(_replies_sent(clean_db)) == 1
+    assert len(replies_sent(clean_db)) == 1
 
 
 # --- SQL injection through every filter -------------------------------------------------------

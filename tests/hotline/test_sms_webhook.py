@@ -10,9 +10,9 @@ from sqlmodel import Session, col, func, select
 
 from hotline.settings import Settings
 from ivr_flows.segments import segments
-from ivr_flows.sms import ANSWER_TASK, REPLY_PURPOSE
+from ivr_flows.sms import ANSWER_TASK
 from kb.models import Institution
-from tests.conftest import TwilioSigner, answer_texts, sms_params, text_hotline
+from tests.conftest import TwilioSigner, answer_texts, replies_sent, sms_params, text_hotline
 from tickets.models import (
     InboundMessage,
     OutboundMessage,
@@ -42,17 +42,6 @@ def _count(engine: Engine, model: type) -> int:
 def _messages(engine: Engine) -> list[InboundMessage]:
     with Session(engine) as session:
         return list(session.exec(select(InboundMessage).order_by(col(InboundMessage.id))).all())
-
-
-def _replies_sent(engine: Engine) -> list[OutboundMessage]:
-    with Session(engine) as session:
-        return list(
-            session.exec(
-                select(OutboundMessage)
-                .where(OutboundMessage.purpose == REPLY_PURPOSE)
-                .order_by(col(OutboundMessage.id))
-            ).all()
-        )
 
 
 def _answer_jobs(engine: Engine) -> list[OutboxMessage]:
@@ -124,7 +113,7 @@ def test_the_webhook_only_stores_the_text_and_a_worker_sends_the_reply(
     [message] = _messages(clean_db)
     assert message.answered_at is not None and message.ticket_id == ticket.id
     assert ticket.number in message.reply
-    [sent] = _replies_sent(clean_db)
+    [sent] = replies_sent(clean_db)
     assert (sent.to_number, sent.from_number) == (SENDER, texted)
     assert sent.body == message.reply
     assert sent.status == "queued" and sent.ticket_id == ticket.id
@@ -132,7 +121,7 @@ def test_the_webhook_only_stores_the_text_and_a_worker_sends_the_reply(
     assert job.done_at is not None and job.result == "answered"
     # Nothing is left to answer: a second round changes nothing.
     assert answer_texts(clean_db) == []
-    assert len(_replies_sent(clean_db)) == 1
+    assert len(replies_sent(clean_db)) == 1
 
 
 def test_english_texts_are_answered_in_english(
@@ -161,7 +150,7 @@ def test_repeated_delivery_stores_once_and_is_answered_once(
     assert answer_texts(clean_db) == []
     assert len(_messages(clean_db)) == 1
     assert len(_tickets(clean_db)) == 1
-    [sent] = _replies_sent(clean_db)
+    [sent] = replies_sent(clean_db)
     assert sent.to_number == SENDER and _tickets(clean_db)[0].number in sent.body
 
 
@@ -185,7 +174,7 @@ def test_concurrent_deliveries_of_one_message_open_one_ticket(
     assert len(_answer_jobs(clean_db)) == 1
     assert answer_texts(clean_db) == ["answered"]
     assert len(_tickets(clean_db)) == 1
-    assert len(_replies_sent(clean_db)) == 1
+    assert len(replies_sent(clean_db)) == 1
 
 
 def test_unsigned_and_forged_requests_are_refused_and_store_nothing(
@@ -317,12 +306,12 @@ def test_a_senders_texts_are_answered_in_arrival_order_whichever_job_runs_first(
     assert ticket.number in second.reply and "承办" in second.reply
     assert ticket.state == TicketState.dispatched and ticket.district_code == "yubei"
     assert ticket.category == "financing"
-    assert [m.body for m in _replies_sent(clean_db)] == [first.reply, second.reply]
+    assert [m.body for m in replies_sent(clean_db)] == [first.reply, second.reply]
 
     # The earlier text's own job finds it answered and changes nothing.
     assert run_outbox_job(first_job.id or 0) == "already answered"
     assert run_outbox_job(second_job.id or 0) == "already done: answered"
-    assert len(_replies_sent(clean_db)) == 2
+    assert len(replies_sent(clean_db)) == 2
     assert len(_tickets(clean_db)) == 1
     assert answer_texts(clean_db) == []
 
@@ -354,7 +343,7 @@ def test_hostile_and_empty_bodies_never_fail(
         assert message.answered_at is not None
         assert message.reply and segments(message.reply) <= 3, message.body
         assert "\x00" not in message.body
-    assert [m.body for m in _replies_sent(clean_db)] == [m.reply for m in messages]
+    assert [m.body for m in replies_sent(clean_db)] == [m.reply for m in messages]
 
 
 def _refuse_to_answer(engine: Engine, body: str) -> None:
@@ -418,7 +407,7 @@ def test_a_text_that_cannot_be_answered_does_not_hold_up_the_senders_later_ones(
     assert second.answered_at is not None
     [ticket] = _tickets(clean_db)
     assert ticket.number in second.reply
-    assert [m.body for m in _replies_sent(clean_db)] == [second.reply]
+    assert [m.body for m in replies_sent(clean_db)] == [second.reply]
     # Once the fault is gone, the broken text's retry answers it.
     assert run_outbox_job(broken_job.id or 0) == "answered"
     assert _messages(clean_db)[0].answered_at is not None

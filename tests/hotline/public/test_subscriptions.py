@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from hotline.settings import Settings
-from ivr_flows.sms import REPLY_PURPOSE
 from kb.subscriptions import (
     Audience,
     SubscriptionError,
@@ -19,8 +18,8 @@ from kb.subscriptions import (
     subscriptions_of,
     unsubscribe,
 )
-from tests.conftest import TwilioSigner, sms_params, text_hotline
-from tickets.models import OutboundMessage, Ticket
+from tests.conftest import TwilioSigner, replies_sent, sms_params, text_hotline
+from tickets.models import Ticket
 
 PHONE = "+8613800138000"
 
@@ -32,13 +31,7 @@ def _sms(client: TestClient, twilio: TwilioSigner, settings: Settings, body: str
 
 def _replies_sent(engine: Engine) -> list[tuple[str, str]]:
     """The replies sent (not withheld) to PHONE, oldest first: (body, status)."""
-    with Session(engine) as session:
-        sent = session.exec(
-            select(OutboundMessage)
-            .where(OutboundMessage.purpose == REPLY_PURPOSE, OutboundMessage.to_number == PHONE)
-            .order_by(col(OutboundMessage.id))
-        ).all()
-        return [(m.body, m.status) for m in sent]
+    return [(m.body, m.status) for m in replies_sent(engine, to=PHONE)]
 
 
 def _subs(engine: Engine, phone: str = PHONE) -> dict[str, list[str]]:
