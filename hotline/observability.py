@@ -163,6 +163,13 @@ class StateCollector:
         outcomes = GaugeMetricFamily(
             "hotline_revisit_outcomes", "Completed revisits by outcome", labels=["outcome"]
         )
+        # Texts are answered by the workers: in a flood, this is the queue a caller waits in.
+        unanswered = GaugeMetricFamily(
+            "hotline_sms_unanswered", "Texts received and not yet answered by a worker"
+        )
+        unanswered_age = GaugeMetricFamily(
+            "hotline_sms_oldest_unanswered_seconds", "Age of the oldest text not yet answered"
+        )
         try:
             with get_engine().connect() as conn:
                 for state, count in conn.execute(
@@ -192,6 +199,15 @@ class StateCollector:
                     )
                 ):
                     outcomes.add_metric([str(outcome or "none")], float(count))
+                # Read through the partial index of unanswered texts, not the whole table.
+                count, first = conn.execute(
+                    text(
+                        "SELECT count(*), min(received_at) FROM inbound_message "
+                        "WHERE answered_at IS NULL"
+                    )
+                ).one()
+                unanswered.add_metric([], float(count))
+                unanswered_age.add_metric([], _age_seconds(first))
                 conn.rollback()
             up.add_metric([], 1.0)
         except SQLAlchemyError as exc:
@@ -199,7 +215,7 @@ class StateCollector:
             up.add_metric([], 0.0)
             yield up
             return
-        yield from (up, tickets, backlog, oldest, breaches, outcomes)
+        yield from (up, tickets, backlog, oldest, breaches, outcomes, unanswered, unanswered_age)
 
     def _queues(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("hotline_redis_up", "1 when Redis answered the scrape")

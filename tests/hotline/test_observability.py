@@ -126,6 +126,8 @@ def test_metrics_count_tickets_outbox_queues_and_latency_by_route_template(
     # The text waits for its answer: no ticket yet, and its job left for the workers' relay.
     assert not [name for name, _labels in samples if name == "hotline_tickets"]
     assert samples[("hotline_outbox_backlog", ())] == 1.0
+    assert samples[("hotline_sms_unanswered", ())] == 1.0
+    assert 0.0 <= samples[("hotline_sms_oldest_unanswered_seconds", ())] < 60.0
     relay = OutboxRelay(settings)
     try:
         assert relay.relay_once() == 1
@@ -138,6 +140,8 @@ def test_metrics_count_tickets_outbox_queues_and_latency_by_route_template(
     samples = _scrape(app)
     assert samples[("hotline_tickets", (("state", "dispatched"),))] == 1.0
     assert samples[("hotline_outbox_backlog", ())] == 0.0
+    assert samples[("hotline_sms_unanswered", ())] == 0.0
+    assert samples[("hotline_sms_oldest_unanswered_seconds", ())] == 0.0
     assert samples[("hotline_database_up", ())] == 1.0
     assert samples[("hotline_redis_up", ())] == 1.0
     waiting = sum(
