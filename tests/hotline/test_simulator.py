@@ -267,6 +267,23 @@ def test_hotline_sms_opens_a_ticket(
     assert "HOTLINE: " in result.output and ticket.number in result.output
 
 
+def test_hotline_sms_without_a_worker_says_so_and_the_text_waits(
+    server: str, cli_env: None, clean_db: Engine
+) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["sms", "--from", "+8613800138125", "想找律师 合同纠纷 江北区", "--url", server]
+        + ["--wait", "0.5"],
+    )
+    assert result.exit_code == 1
+    assert "is a worker running" in result.output and "HOTLINE:" not in result.output
+    # Taken, not lost: a worker that starts later answers it.
+    assert _tickets(clean_db) == []
+    assert answer_texts(clean_db) == ["answered"]
+    [ticket] = _tickets(clean_db)
+    assert ticket.caller_phone == "+8613800138125"
+
+
 def test_interactive_call_reads_keys_and_typed_speech(
     server: str, cli_env: None, clean_db: Engine
 ) -> None:
