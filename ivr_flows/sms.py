@@ -116,6 +116,8 @@ class SmsReply:
 class _Answer:
     reply: str
     ticket: Ticket | None = None
+    # The reply confirms an opt-out: the one text an opted-out sender gets.
+    confirms_opt_out: bool = False
 
 
 # psycopg's placeholders: run through the driver (kb.db.execute_alone), as its own transaction.
@@ -250,16 +252,7 @@ def answer_text_job(session: Session, payload: dict[str, Any], now: datetime) ->
 def answer_text(session: Session, message: InboundMessage, *, now: datetime) -> SmsReply:
     """Answer one stored text: act on it, store the reply on it and send the reply (a sender
     who opted out gets none, but for the confirmation of their STOP)."""
-    sms = InboundSms(
-        message_sid=message.message_sid,
-        from_number=message.from_number,
-        to_number=message.to_number,
-        body=message.body,
-        account_sid=message.account_sid,
-        num_media=message.num_media,
-        opt_out_type=message.opt_out_type,
-    )
-    answer = _answer(session, sms, message.body, now)
+    answer = _answer(session, message, now)
     ticket = answer.ticket
     message.reply = answer.reply
     message.ticket_id = ticket.id if ticket else None
@@ -275,8 +268,7 @@ def answer_text(session: Session, message: InboundMessage, *, now: datetime) -> 
             body=answer.reply,
             purpose=REPLY_PURPOSE,
             ticket_id=ticket.id if ticket else None,
-            # The one text an opted-out sender gets: the confirmation of their opt-out.
-            despite_opt_out=_keyword(message.body) in STOP_WORDS,
+            despite_opt_out=answer.confirms_opt_out,
             from_number=message.to_number or None,
         )
     session.flush()
@@ -295,8 +287,9 @@ def _keyword(body: str) -> str:
     return re.sub(r"[\s.!。！,，]+", "", folded)
 
 
-def _answer(session: Session, sms: InboundSms, body: str, now: datetime) -> _Answer:
-    phone = normalise_phone(sms.from_number) or sms.from_number
+def _answer(session: Session, message: InboundMessage, now: datetime) -> _Answer:
+    body = message.body
+    phone = normalise_phone(message.from_number) or message.from_number
     # Looked up once here; the paths below that need a firm where none was found make it.
     firm = ticket_repository.firm_by_phone(session, phone)
     word = _keyword(body)
@@ -305,15 +298,15 @@ def _answer(session: Session, sms: InboundSms, body: str, now: datetime) -> _Ans
         firm = firm or ticket_service.create_firm(session, phone, language=STOP_WORDS[word])
         _set_opt_out(session, firm, True)
         store.end_state(session, store.sms_key(phone))
-        reply = "" if sms.opt_out_type else text("sms_texts", "opted_out", STOP_WORDS[word])
-        return _Answer(reply)
+        reply = "" if message.opt_out_type else text("sms_texts", "opted_out", STOP_WORDS[word])
+        return _Answer(reply, confirms_opt_out=True)
     if word in START_WORDS:
         firm = firm or ticket_service.create_firm(session, phone, language=START_WORDS[word])
         _set_opt_out(session, firm, False)
-        reply = "" if sms.opt_out_type else text("sms_texts", "opted_in", START_WORDS[word])
+        reply = "" if message.opt_out_type else text("sms_texts", "opted_in", START_WORDS[word])
         return _Answer(reply)
     if word in HELP_WORDS:
-        return _Answer("" if sms.opt_out_type else text("sms_texts", "help", HELP_WORDS[word]))
+        return _Answer("" if message.opt_out_type else text("sms_texts", "help", HELP_WORDS[word]))
 
     opted_out = firm is not None and firm.sms_opted_out
     # 订阅 融资 / SUB financing, 退订 融资 / UNSUB financing: targeted information by category.
