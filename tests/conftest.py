@@ -317,3 +317,11 @@ def replies_sent(engine: Engine, to: str | None = None) -> list[OutboundMessage]
         query = query.where(OutboundMessage.to_number == to)
     with Session(engine) as session:
         return list(session.exec(query.order_by(OutboundMessage.id)).all())  # type: ignore[arg-type]
+
+
+def count_rows(engine: Engine, model: type) -> int:
+    """How many rows ``model``'s table holds."""
+    from sqlalchemy import func
+
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())

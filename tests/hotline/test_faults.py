@@ -28,7 +28,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.serializers import JSONSerializer
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from hotline.app import create_app
 from hotline.redis_server import EmbeddedRedis
@@ -37,7 +37,13 @@ from hotline.worker import OutboxRelay
 from ivr_flows.models import DialogueState
 from kb.db import get_engine
 from kb.models import Institution
-from tests.conftest import TwilioSigner, answer_texts, kill_other_connections, sms_params
+from tests.conftest import (
+    TwilioSigner,
+    answer_texts,
+    count_rows,
+    kill_other_connections,
+    sms_params,
+)
 from tests.ivr_flows.phone import OFFICE_HOURS, PhoneCall, Twiml, new_sid
 from tests.tickets.conftest import dispatched, local, service_institutions, staff_of
 from tickets import service as ticket_ops
@@ -75,11 +81,6 @@ def _twiml(body: str) -> ET.Element:
     root = ET.fromstring(body)
     assert root.tag == "Response"
     return root
-
-
-def _count(engine: Engine, model: Any) -> int:
-    with Session(engine) as session:
-        return int(session.exec(select(func.count()).select_from(model)).one())
 
 
 @pytest.fixture
@@ -386,15 +387,15 @@ def test_sqlite_locked_requests_fail_cleanly_then_recover_without_restart(
         assert api.json() == {"detail": "the database is unavailable; try again shortly"}
         assert api.headers["Retry-After"] == "5"
         # Nothing half-written: no text without its job, no job without its text.
-        assert _count(clean_db, InboundMessage) == _count(clean_db, OutboxMessage) == 0
+        assert count_rows(clean_db, InboundMessage) == count_rows(clean_db, OutboxMessage) == 0
         # The lock is gone: the same process serves again.
         again = twilio.post(client, "/twilio/sms", sms_params(LOAN, sid=new_sid("SM")))
         assert again.status_code == 200 and len(_twiml(again.text)) == 0, again.text
         assert client.get("/api/institutions").status_code == 200
         assert PhoneCall(client, twilio, settings).start().verbs != ["Say", "Say", "Hangup"]
-    assert _count(clean_db, InboundMessage) == 1
+    assert count_rows(clean_db, InboundMessage) == 1
     assert answer_texts(clean_db) == ["answered"]
-    assert _count(clean_db, Ticket) == 1
+    assert count_rows(clean_db, Ticket) == 1
     with Session(clean_db) as session:
         [message] = session.exec(select(InboundMessage)).all()
         assert session.exec(select(Ticket)).one().number in message.reply
@@ -481,7 +482,7 @@ def test_fifty_identical_sms_deliveries_at_once_make_one_ticket_and_one_reply(
     assert len(bodies) == 1, bodies
     assert len(_twiml(bodies.pop())) == 0  # empty TwiML: the reply is the worker's
     # One text, one job to answer it, one wake-up of the workers' relay.
-    assert _count(clean_db, InboundMessage) == 1
+    assert count_rows(clean_db, InboundMessage) == 1
     with Session(clean_db) as session:
         [job] = session.exec(select(OutboxMessage)).all()
         assert (job.task, job.queue) == ("sms_answer", "high")
@@ -490,7 +491,7 @@ def test_fifty_identical_sms_deliveries_at_once_make_one_ticket_and_one_reply(
     assert answer_texts(clean_db) == ["answered"]
     assert run_outbox_job(job.id or 0).startswith("already done")
     assert answer_texts(clean_db) == []
-    assert _count(clean_db, Ticket) == 1
+    assert count_rows(clean_db, Ticket) == 1
     with Session(clean_db) as session:
         ticket = session.exec(select(Ticket)).one()
         message = session.exec(select(InboundMessage)).one()
@@ -521,12 +522,12 @@ def test_fifty_identical_voice_deliveries_at_once_keep_one_dialogue(
 
     # The greeting: the same TwiML fifty times, and nothing stored until the caller answers.
     [greeting] = fifty("/twilio/voice", call.base())
-    assert _count(clean_db, DialogueState) == 0
+    assert count_rows(clean_db, DialogueState) == 0
     # The answer (English, key 9), delivered fifty times at once: one dialogue, one reply.
     call.last = Twiml(greeting)
     replies = fifty(call.last.action, {**call.base(), "Digits": "9"})
     assert len(replies) == 1, replies
-    assert _count(clean_db, DialogueState) == 1
+    assert count_rows(clean_db, DialogueState) == 1
     with Session(clean_db) as session:
         [state] = session.exec(select(DialogueState)).all()
         assert state.language == "en" and state.data["step"] == "ask_need"

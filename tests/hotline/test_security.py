@@ -24,7 +24,14 @@ from hotline.limits import MAX_BODY_BYTES
 from hotline.logging_setup import configure_logging, secrets_of
 from hotline.settings import Settings
 from kb.models import Institution
-from tests.conftest import TwilioSigner, answer_texts, replies_sent, sms_params, text_hotline
+from tests.conftest import (
+    TwilioSigner,
+    answer_texts,
+    count_rows,
+    replies_sent,
+    sms_params,
+    text_hotline,
+)
 from tickets.models import InboundMessage, OutboxMessage, Ticket
 
 LOAN = "我们公司在渝北区，想申请一笔贷款"
@@ -51,11 +58,6 @@ def _empty_queues_after(redis_conn: redis.Redis) -> Iterator[None]:
 def _tickets(engine: Engine) -> int:
     with Session(engine) as session:
         return int(session.exec(select(func.count()).select_from(Ticket)).one())
-
-
-def _count(engine: Engine, model: type) -> int:
-    with Session(engine) as session:
-        return int(session.exec(select(func.count()).select_from(model)).one())
 
 
 # --- Twilio signatures ----------------------------------------------------------------------
@@ -106,8 +108,8 @@ def test_forged_signatures_are_refused_and_store_nothing(
     response = client.post("/twilio/sms", data=params, headers=headers)
     assert response.status_code == 403
     assert _tickets(clean_db) == 0
-    assert _count(clean_db, InboundMessage) == 0
-    assert _count(clean_db, OutboxMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, OutboxMessage) == 0
 
 
 @pytest.mark.parametrize(
@@ -146,7 +148,7 @@ def test_a_replayed_signed_request_changes_nothing_and_cannot_be_moved(
     ]
     assert [(r.status_code, r.text) for r in [first, *replays]] == [(200, EMPTY_TWIML)] * 4
     # Stored once, answered once: the replays stored nothing and queued no second answer.
-    assert _count(clean_db, InboundMessage) == 1
+    assert count_rows(clean_db, InboundMessage) == 1
     assert answer_texts(clean_db) == ["answered"]
     assert _tickets(clean_db) == 1
     assert len(replies_sent(clean_db)) == 1
@@ -156,7 +158,7 @@ def test_a_replayed_signed_request_changes_nothing_and_cannot_be_moved(
         assert moved.status_code == 403, path
     assert answer_texts(clean_db) == []
     assert _tickets(clean_db) == 1
-    assert _count(clean_db, InboundMessage) == 1
+    assert count_rows(clean_db, InboundMessage) == 1
     assert len(replies_sent(clean_db)) == 1
 
 
@@ -236,8 +238,8 @@ def test_a_body_over_64_kib_is_refused_with_413_before_any_work(
     assert response.status_code == 413
     api = client.post("/api/classify", content=b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}")
     assert api.status_code == 413
-    assert _count(clean_db, InboundMessage) == 0
-    assert _count(clean_db, OutboxMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, OutboxMessage) == 0
 
 
 def test_a_chunked_body_without_length_is_cut_off_at_the_limit(
@@ -253,8 +255,8 @@ def test_a_chunked_body_without_length_is_cut_off_at_the_limit(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
-    assert _count(clean_db, InboundMessage) == 0
-    assert _count(clean_db, OutboxMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, OutboxMessage) == 0
 
 
 def test_a_body_under_the_limit_passes(

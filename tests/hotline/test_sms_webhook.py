@@ -6,13 +6,20 @@ import xml.etree.ElementTree as ET
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from hotline.settings import Settings
 from ivr_flows.segments import segments
 from ivr_flows.sms import ANSWER_TASK
 from kb.models import Institution
-from tests.conftest import TwilioSigner, answer_texts, replies_sent, sms_params, text_hotline
+from tests.conftest import (
+    TwilioSigner,
+    answer_texts,
+    count_rows,
+    replies_sent,
+    sms_params,
+    text_hotline,
+)
 from tickets.models import (
     InboundMessage,
     OutboundMessage,
@@ -32,11 +39,6 @@ SENDER = "+8613800138000"
 def _tickets(engine: Engine) -> list[Ticket]:
     with Session(engine) as session:
         return list(session.exec(select(Ticket).order_by(col(Ticket.id))).all())
-
-
-def _count(engine: Engine, model: type) -> int:
-    with Session(engine) as session:
-        return int(session.exec(select(func.count()).select_from(model)).one())
 
 
 def _messages(engine: Engine) -> list[InboundMessage]:
@@ -98,8 +100,8 @@ def test_the_webhook_only_stores_the_text_and_a_worker_sends_the_reply(
     assert response.text == EMPTY_TWIML
     assert ET.fromstring(response.text).findall("Message") == []
     # Stored with the job that answers it; nothing opened, nothing answered, nothing sent yet.
-    assert _count(clean_db, Ticket) == 0
-    assert _count(clean_db, OutboundMessage) == 0
+    assert count_rows(clean_db, Ticket) == 0
+    assert count_rows(clean_db, OutboundMessage) == 0
     [message] = _messages(clean_db)
     assert message.answered_at is None and message.reply == "" and message.ticket_id is None
     assert (message.from_number, message.to_number) == (SENDER, texted)
@@ -190,8 +192,8 @@ def test_unsigned_and_forged_requests_are_refused_and_store_nothing(
     response = client.post("/twilio/sms", data=params, headers={"X-Twilio-Signature": wrong_url})
     assert response.status_code == 403
     assert _tickets(clean_db) == []
-    assert _count(clean_db, InboundMessage) == 0
-    assert _count(clean_db, OutboxMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, OutboxMessage) == 0
 
 
 def test_signature_uses_public_base_url_behind_a_proxy(
@@ -242,8 +244,8 @@ def test_an_over_long_field_is_a_400_naming_it_and_stores_nothing(
     assert status == 400
     assert content_type.startswith("text/plain")
     assert body == f"{field} longer than {limit} characters"
-    assert _count(clean_db, InboundMessage) == 0
-    assert _count(clean_db, OutboxMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, OutboxMessage) == 0
     # Exactly as long as it holds: stored, with the job that answers it (a From as long is
     # a number written out with spaces, which files as the firm's phone).
     at_limit = {"From": "+86 (138) 0013-8000".ljust(limit), "To": "+" + "8" * (limit - 1)}
@@ -260,7 +262,7 @@ def test_a_nul_in_a_stored_field_is_a_400_naming_it(
     params = {**sms_params("想申请贷款 渝北区", settings=settings), field: "+86138\x00001"}
     response = twilio.post(client, "/twilio/sms", params)
     assert (response.status_code, response.text) == (400, f"{field} contains a NUL character")
-    assert _count(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
 
 
 def test_a_sender_that_is_not_a_phone_number_is_a_400_and_stores_nothing(
@@ -271,7 +273,7 @@ def test_a_sender_that_is_not_a_phone_number_is_a_400_and_stores_nothing(
     params = sms_params("想申请贷款 渝北区", sender="+86138001380000000000000", settings=settings)
     response = twilio.post(client, "/twilio/sms", params)
     assert response.status_code == 400 and response.text.startswith("From is not a phone number")
-    assert _count(clean_db, InboundMessage) == 0
+    assert count_rows(clean_db, InboundMessage) == 0
     # A number as Twilio writes a WhatsApp sender files as the phone it is: taken.
     whatsapp = sms_params("想申请贷款 渝北区", sender="whatsapp:+8613800138000", settings=settings)
     assert text_hotline(client, twilio, whatsapp) != ""
