@@ -265,7 +265,7 @@ def answer_texts(engine: Engine) -> list[str]:
 def text_hotline(client: TestClient, twilio: TwilioSigner, params: dict[str, str]) -> str:
     """Text the hotline through its webhook, let a worker answer, and return the reply (empty:
     none). The webhook itself must have answered at once with empty TwiML."""
-    from tickets.models import InboundMessage
+    from ivr_flows.sms import reply_to
 
     response = twilio.post(client, "/twilio/sms", params)
     assert response.status_code == 200, response.text
@@ -273,11 +273,9 @@ def text_hotline(client: TestClient, twilio: TwilioSigner, params: dict[str, str
     engine = db.get_engine()
     answer_texts(engine)
     with Session(engine) as session:
-        message = session.exec(
-            select(InboundMessage).where(InboundMessage.message_sid == params["MessageSid"])
-        ).one()
-        assert message.answered_at is not None
-        return message.reply
+        reply = reply_to(session, params["MessageSid"])
+    assert reply is not None, "the text was not stored, or its job did not answer it"
+    return reply
 
 
 @pytest.fixture
