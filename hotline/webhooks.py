@@ -32,15 +32,16 @@ _STORED_FIELDS = {
     "To": _MESSAGES.to_number.type.length,
     "OptOutType": _MESSAGES.opt_out_type.type.length,
 }
-
-
 _FIRM_PHONE_LENGTH = Firm.__table__.c.phone.type.length  # type: ignore[attr-defined]
+# What every text taken in gets back: built once, not per request.
+_TAKEN = str(MessagingResponse())
 
 
-def _twiml_message(body: str) -> Response:
+def sms_unavailable() -> Response:
+    """The reply to a text the hotline could not take (its database away), in both languages:
+    this webhook's, and the fallback URL's when Twilio gave up on it."""
     response = MessagingResponse()
-    if body:
-        response.message(body)
+    response.message(" ".join(text("sms_texts", "unavailable", lang) for lang in ("zh", "en")))
     return Response(content=str(response), media_type=TWIML)
 
 
@@ -92,8 +93,7 @@ def inbound_sms(request: Request, form: TwilioForm) -> Response:
         except Exception:
             session.rollback()
             log.exception("inbound SMS %s could not be stored", sid)
-            apology = " ".join(text("sms_texts", "unavailable", lang) for lang in ("zh", "en"))
-            return _twiml_message(apology)
+            return sms_unavailable()
     if stored is not None:
         outbox.wake_relay(request.app.state.redis)
-    return _twiml_message("")
+    return Response(content=_TAKEN, media_type=TWIML)

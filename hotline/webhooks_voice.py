@@ -21,9 +21,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from hotline.deps import SessionDep, SettingsDep, TwilioForm
 from hotline.settings import Settings
+from hotline.webhooks import sms_unavailable
 from ivr_flows import calls
 from ivr_flows.calls import BadWebhook, VoiceConfig, VoiceResult, Webhook
-from ivr_flows.texts import text
 from kb.db import get_engine, utcnow
 
 log = logging.getLogger(__name__)
@@ -230,9 +230,7 @@ def fallback(
         "Twilio fallback: error %s on %s", form.get("ErrorCode", "?"), form.get("ErrorUrl", "?")
     )
     if form.get("MessageSid") and not form.get("CallSid"):
-        reply = MessagingResponse()
-        reply.message(" ".join(text("sms_texts", "unavailable", lang) for lang in ("zh", "en")))
-        return _twiml(str(reply))
+        return sms_unavailable()
     hook = Webhook(params=form, query=dict(request.query_params))
     _register_callback(session, hook, settings, clock(request))
     return _twiml(calls.apology())
