@@ -328,7 +328,6 @@ def accept_texts(
     are marked as relayed at the pinned time, days ahead (see :func:`make_tickets`): the
     workers' relay leaves them to this script, and their rescue of stranded rows too."""
     with Session(engine) as session:
-        postgresql = engine.dialect.name == "postgresql"
         messages: list[int] = []
         for n in range(count):
             stored = sms.accept_text(
@@ -342,8 +341,7 @@ def accept_texts(
             )
             assert stored is not None
             messages.append(stored)
-            if not postgresql:  # on PostgreSQL accept_text commits on its own
-                session.commit()
+            session.commit()  # as the webhook does (on PostgreSQL nothing is pending)
         rows = session.exec(
             select(OutboxMessage)
             .where(OutboxMessage.task == sms.ANSWER_TASK, col(OutboxMessage.relayed_at).is_(None))
