@@ -101,9 +101,9 @@ SCENARIOS = (
 REQUESTS_PER_SECOND = {
     "ping": 8000,
     "voice_first_step": 8000,
-    "sms_new_ticket": 1500,
-    "call_status": 2500,
-    "call_status_abandoned": 2500,
+    "sms_new_ticket": 3000,
+    "call_status": 4000,
+    "call_status_abandoned": 1000,
 }
 
 

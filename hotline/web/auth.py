@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -220,13 +220,19 @@ def current_user(request: Request, session: SessionDep) -> WebUser:
 CurrentUser = Annotated[WebUser, Depends(current_user)]
 
 
-def require(*roles: Role) -> Callable[[WebUser], WebUser]:
+def ensure_role(user: WebUser, *roles: Role) -> WebUser:
+    """``user``, if their role is one of ``roles``; else 403."""
+    if user.role not in roles:
+        raise Forbidden()
+    return user
+
+
+def require(*roles: Role) -> Callable[[WebUser], Awaitable[WebUser]]:
     """A dependency: the current user, if their role is one of ``roles``; else 403."""
 
-    def dependency(user: CurrentUser) -> WebUser:
-        if user.role not in roles:
-            raise Forbidden()
-        return user
+    # Async: no I/O here, and a plain ``def`` would cost a thread hop (see hotline.deps).
+    async def dependency(user: CurrentUser) -> WebUser:
+        return ensure_role(user, *roles)
 
     return dependency
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from hotline.accounts.models import User
 from hotline.accounts.service import AccountError, create_user, revoke_tokens
 from hotline.deps import SessionDep
-from hotline.web.auth import CsrfUser, WebUser, require
+from hotline.web.auth import CsrfUser, WebUser, ensure_role, require
 from hotline.web.models import WebSession
 from hotline.web.render import render
 from kb.db import utcnow
@@ -65,7 +65,7 @@ def add_user(
     institution_id: Annotated[str, Form()] = "",
     password: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
-    require(Role.admin)(user)
+    ensure_role(user, Role.admin)
     if len(password) < MIN_PASSWORD:
         return _page(request, session, error="admin.password_short", status=422)
     try:
@@ -91,7 +91,7 @@ def set_active(
     user: CsrfUser,
     active: Annotated[str, Form()] = "",
 ) -> Response:
-    require(Role.admin)(user)
+    ensure_role(user, Role.admin)
     target = session.get(User, user_id)
     if target is None:
         return render(request, "error.html", {"message": "error.not_found"}, status=404)

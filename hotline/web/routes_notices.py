@@ -22,7 +22,7 @@ from hotline.deps import RedisDep, SessionDep, SettingsDep
 from hotline.public import notices
 from hotline.public.models import Notice
 from hotline.web import queries
-from hotline.web.auth import CsrfUser, WebUser, require
+from hotline.web.auth import CsrfUser, WebUser, ensure_role, require
 from hotline.web.render import render
 from kb import articles
 from kb.models import Article
@@ -142,7 +142,7 @@ def publish(
     category: Annotated[list[str], Form(max_length=MAX_CHOICES)] = [],  # noqa: B006
     district: Annotated[list[str], Form(max_length=MAX_CHOICES)] = [],  # noqa: B006
 ) -> Response:
-    require(*PUBLISHER_ROLES)(user)
+    ensure_role(user, *PUBLISHER_ROLES)
     now = datetime.now(settings.tz)
     categories, districts = _clean(category), _clean(district)
     try:

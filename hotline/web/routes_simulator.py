@@ -37,7 +37,7 @@ from hotline.simulator import (
     await_reply,
 )
 from hotline.web import simulator_state as sim
-from hotline.web.auth import CsrfUser, WebUser, require
+from hotline.web.auth import CsrfUser, WebUser, ensure_role, require
 from hotline.web.render import render
 from ivr_flows.sms import reply_to
 from tickets.models import Role
@@ -153,7 +153,7 @@ def _answer(
     work: Callable[[sim.SimState, Signer, Session], None],
 ) -> Response:
     """Run one step of the simulator for this browser, then show the result."""
-    require(*ALLOWED)(user)
+    ensure_role(user, *ALLOWED)
     settings = _settings(request)
     conn = request.app.state.redis
     if settings.twilio_configured:
