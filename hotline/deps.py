@@ -121,13 +121,23 @@ async def twilio_form(request: Request, settings: SettingsDep) -> dict[str, str]
     return params
 
 
+class _SignedFields(dict[str, str]):
+    """The form as twilio's validator reads it. For each name it asks ``getall`` (a MultiDict),
+    then ``getlist`` (Django's), then indexes: a plain dict cost it two exceptions per field,
+    more than the HMAC (17.6 -> 7.9 us for a status callback's ten fields)."""
+
+    def getall(self, name: str) -> list[str]:
+        return [self[name]]
+
+
 def _signed(validator: RequestValidator, url: str, params: dict[str, str], signature: str) -> bool:
     """twilio's own check, which signs the URL both with and without its port; the URL as
     configured is one of the two, and Twilio signs what it calls, so it is tried alone first:
     one HMAC per webhook instead of two, the same answer."""
-    if compare(validator.compute_signature(url, params), signature):
+    fields = _SignedFields(params)
+    if compare(validator.compute_signature(url, fields), signature):
         return True
-    return bool(validator.validate(url, params, signature))
+    return bool(validator.validate(url, fields, signature))
 
 
 TwilioForm = Annotated[dict[str, str], Depends(twilio_form)]
