@@ -1,7 +1,9 @@
 """Webhook throughput and latency, with the app started the production way.
 
 Starts ``hotline web --workers 2`` (two uvicorn processes with uvloop and httptools, each
-accepting on a socket of its own; no access log) on PostgreSQL and a Redis server (no RQ
+accepting on a socket of its own; no access log; JSON logs at INFO, as docs/deploy.md sets
+them, into /dev/null — until session 10 this ran at WARNING, which hid the line a served call's
+end then wrote) on PostgreSQL and a Redis server (no RQ
 worker: jobs wait in Redis, as they would for a busy worker pool), then drives it from a
 separate load-generator process on loopback: ``wrk`` (Debian's package; ``make bench``
 installs it) with ``bench_webhooks.lua``, one thread, fixed concurrency 32, cycling through
@@ -594,7 +596,7 @@ def main() -> None:
             "HOTLINE_TWILIO_AUTH_TOKEN": TOKEN,
             "HOTLINE_PUBLIC_BASE_URL": base_url,
             "HOTLINE_VAR_DIR": var_dir,
-            "HOTLINE_LOG_LEVEL": "WARNING",
+            "HOTLINE_LOG_LEVEL": "INFO",
         }
     )
     if args.web_threads is not None:

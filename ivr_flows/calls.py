@@ -282,7 +282,10 @@ def handle_call_status(
         if ended.repeated:
             return VoiceResult(EMPTY_TWIML, repeated=True)
         if ended.served:
-            _log_end(call_sid, status, ended.flow, ended.step, ended.ticket_id)
+            # At DEBUG: call_log holds this end (status, flow, case), and a JSON line for every
+            # answered call was a large share of this request's own work (its write gives up the
+            # interpreter lock while other requests wait for it).
+            _log_end(call_sid, status, ended.flow, ended.step, ended.ticket_id, logging.DEBUG)
             return VoiceResult(EMPTY_TWIML)
     if store.claim(session, key) is None:
         return VoiceResult(EMPTY_TWIML, repeated=True)
@@ -325,10 +328,21 @@ def handle_call_status(
 
 
 def _log_end(
-    call_sid: str, status: str, flow_name: str, step: str | None, ticket_id: int | None
+    call_sid: str,
+    status: str,
+    flow_name: str,
+    step: str | None,
+    ticket_id: int | None,
+    level: int = logging.INFO,
 ) -> None:
-    log.info(
-        "call %s ended (%s) in %s at step %s; case %s", call_sid, status, flow_name, step, ticket_id
+    log.log(
+        level,
+        "call %s ended (%s) in %s at step %s; case %s",
+        call_sid,
+        status,
+        flow_name,
+        step,
+        ticket_id,
     )
 
 
