@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     default_region: str = Field(default="CN", description="Region for numbers without +")
     log_level: str = "INFO"
+    log_flush_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description=(
+            "Log lines below WARNING are written in batches at most this often (0: each at "
+            "once); a WARNING or worse is written at once, with the lines before it"
+        ),
+    )
     web_threads: int = Field(
         default=2,
         ge=1,

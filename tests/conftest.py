@@ -70,6 +70,9 @@ def settings(var_dir: Path, redis_url: str) -> Settings:
         twilio_account_sid=None,
         twilio_auth_token="test-auth-token-0123456789abcdef",
         public_base_url="https://hotline.example.test",
+        # Each line at once, into whatever stderr pytest captures for the test that logged it
+        # (batches have tests of their own: tests/hotline/test_logging_setup.py).
+        log_flush_seconds=0,
     )
 
 
