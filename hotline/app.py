@@ -19,7 +19,7 @@ from hotline.public import forms, kb_api, pages
 from hotline.queue import connect, resolve_redis_url
 from hotline.settings import Settings, load_settings
 from hotline.web import routes_notices, routes_simulator
-from hotline.wiring import configure_domain, warm_up
+from hotline.wiring import configure_domain, freeze_start_up_objects, warm_up
 from kb.db import get_engine
 from tickets import outbox
 
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
         app.state.redis = connect(resolve_redis_url(settings))
         await run_in_threadpool(warm_up)
+        freeze_start_up_objects()
         try:
             yield
         finally:

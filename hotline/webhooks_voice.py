@@ -17,6 +17,7 @@ from functools import lru_cache
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from twilio.twiml.messaging_response import MessagingResponse
 
 from hotline.deps import SessionDep, SettingsDep, TwilioForm
@@ -74,6 +75,14 @@ def _twiml(body: str) -> Response:
     return Response(content=body, media_type=TWIML)
 
 
+def _hook(request: Request, form: dict[str, str]) -> Webhook:
+    return Webhook(
+        params=form,
+        query=dict(request.query_params),
+        token=request.headers.get(IDEMPOTENCY_HEADER) or None,
+    )
+
+
 def _run(
     request: Request,
     form: dict[str, str],
@@ -83,11 +92,7 @@ def _run(
     *,
     apologise: bool = True,
 ) -> Response:
-    hook = Webhook(
-        params=form,
-        query=dict(request.query_params),
-        token=request.headers.get(IDEMPOTENCY_HEADER) or None,
-    )
+    hook = _hook(request, form)
     now = clock(request)
     try:
         result = run(hook, now)
@@ -118,64 +123,97 @@ def _register_callback(session: Session, hook: Webhook, settings: Settings, now:
 
 
 @router.post("/voice", response_class=Response, summary="Main hotline call (Twilio Voice)")
-def main_line(
+async def main_line(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    config = voice_config(settings)
-    return _run(
-        request,
-        form,
-        session,
-        settings,
-        lambda hook, now: calls.handle_call(session, "main", hook, config=config, now=now),
-    )
+    return await _call_step(request, form, session, settings, "main")
 
 
 @router.post("/monitor", response_class=Response, summary="Monitoring line call (监督电话)")
-def monitor_line(
+async def monitor_line(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    config = voice_config(settings)
-    return _run(
-        request,
-        form,
-        session,
-        settings,
-        lambda hook, now: calls.handle_call(session, "monitor", hook, config=config, now=now),
-    )
+    return await _call_step(request, form, session, settings, "monitor")
 
 
 @router.post("/revisit", response_class=Response, summary="Revisit call (outbound, 客户回访)")
-def revisit_call(
+async def revisit_call(
     request: Request,
     form: TwilioForm,
     session: SessionDep,
     settings: SettingsDep,
     ticket: str = "",
 ) -> Response:
+    return await _call_step(request, form, session, settings, "revisit", {"ticket": ticket})
+
+
+async def _call_step(
+    request: Request,
+    form: dict[str, str],
+    session: Session,
+    settings: Settings,
+    flow_name: str,
+    fixed_query: dict[str, str] | None = None,
+) -> Response:
     config = voice_config(settings)
-    return _run(
-        request,
-        form,
-        session,
-        settings,
-        lambda hook, now: calls.handle_call(
-            session, "revisit", hook, config=config, now=now, fixed_query={"ticket": ticket}
-        ),
-    )
+
+    def step(hook: Webhook, now: datetime) -> VoiceResult:
+        return calls.handle_call(
+            session, flow_name, hook, config=config, now=now, fixed_query=fixed_query
+        )
+
+    if calls.greets(flow_name, request.query_params.get("step")):
+        # A new call's greeting touches no database: answered here, on the event loop, without
+        # waiting for one of the process's few threads, so a flood of new calls (a policy
+        # announcement) is greeted at the pace of the framework itself.
+        try:
+            greeting = step(_hook(request, form), clock(request))
+        except BadWebhook as exc:
+            return Response(content=str(exc), status_code=400, media_type="text/plain")
+        except Exception:
+            # On a thread, where a failure is answered as on every other step (an apology,
+            # and a callback task written to the database).
+            log.warning("a greeting failed on the event loop; trying on a thread", exc_info=True)
+        else:
+            return _twiml(greeting.twiml or calls.apology())
+    return await run_in_threadpool(_run, request, form, session, settings, step)
 
 
 @router.post("/call-status", response_class=Response, summary="Call status callback")
-def call_status(request: Request, form: TwilioForm, settings: SettingsDep) -> Response:
-    # Its own session rather than SessionDep: the usual end of a call never uses one (see
-    # store.end_served_call), and FastAPI's handling of a generator dependency costs more
-    # than the session.
+async def call_status(request: Request, form: TwilioForm, settings: SettingsDep) -> Response:
+    # The usual end of a call is answered here, on the event loop: it waits for the statement
+    # that ends every call whose end came meanwhile (store.end_served_call_grouped), holding none
+    # of the process's few threads, so that many can wait for one statement. Anything else
+    # takes a thread, as every other webhook.
+    engine = get_engine()
+    now = clock(request)
+    try:
+        served = await calls.end_if_served(engine, _hook(request, form), now=now)
+    except BadWebhook as exc:
+        return Response(content=str(exc), status_code=400, media_type="text/plain")
+    except Exception:
+        # The general path tries again, and answers a failure as every webhook does.
+        log.warning("the usual end of a call could not be written at once", exc_info=True)
+        served = None
+        tried = False
+    else:
+        tried = True
+    if served is not None:
+        return _twiml(served.twiml)
+    return await run_in_threadpool(_call_status, request, form, settings, now, tried)
+
+
+def _call_status(
+    request: Request, form: dict[str, str], settings: Settings, now: datetime, tried: bool
+) -> Response:
+    # Its own session rather than SessionDep: FastAPI's handling of a generator dependency
+    # costs more than the session.
     config = voice_config(settings)
     with Session(get_engine(), expire_on_commit=False) as session:
         return _run(
@@ -183,7 +221,9 @@ def call_status(request: Request, form: TwilioForm, settings: SettingsDep) -> Re
             form,
             session,
             settings,
-            lambda hook, now: calls.handle_call_status(session, hook, config=config, now=now),
+            lambda hook, _now: calls.handle_call_status(
+                session, hook, config=config, now=now, served_tried=tried
+            ),
         )
 
 

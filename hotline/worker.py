@@ -25,7 +25,7 @@ from hotline.logging_setup import configure_from_settings
 from hotline.public import notices
 from hotline.queue import QUEUE_NAMES, connect, queue, resolve_redis_url
 from hotline.settings import Settings
-from hotline.wiring import configure_domain, warm_up
+from hotline.wiring import configure_domain, freeze_start_up_objects, warm_up
 from kb.db import get_engine, make_engine
 from tickets.outbox import (
     RELAY_AFTER_REQUEST_HORIZON,
@@ -231,6 +231,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     configure_from_settings(settings)
     worker = build_worker(settings)
     warm_up()  # before the first job, which would otherwise pay for it
+    # Also spares each job's forked work horse from copying those pages when it collects.
+    freeze_start_up_objects()
     relay = OutboxRelay(settings)
     relay.relay_once()  # what was committed while no worker ran
     if not burst:

@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from sqlalchemy.engine import Engine as DatabaseEngine
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session
 from twilio.twiml.voice_response import VoiceResponse
@@ -107,6 +108,12 @@ def _delivery_key(kind: str, hook: Webhook, *parts: str) -> str:
 
 
 # --- a call's steps --------------------------------------------------------------------------
+
+
+def greets(flow_name: str, step: str | None) -> bool:
+    """Whether this request of the line is a new call's greeting, which depends on the flow file
+    alone (see :func:`handle_call`): it touches no database, so it can be answered anywhere."""
+    return step is None and engines()[flow_name].static_start
 
 
 def handle_call(
@@ -242,15 +249,20 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def handle_call_status(
-    session: Session,
-    hook: Webhook,
-    *,
-    config: VoiceConfig,
-    now: datetime,
-) -> VoiceResult:
-    """Store the callback; when the call has ended, make sure nothing the caller asked is lost:
-    a stated need becomes a case, a call that ended before that becomes a callback task."""
+@dataclass(frozen=True)
+class StatusCallback:
+    """A call-status callback's fields, as stored."""
+
+    call_sid: str
+    status: str
+    # The delivery's claim and the conversation's key.
+    key: str
+    state_key: str
+    # CallLog's fields but flow, ticket and time.
+    fields: dict[str, Any]
+
+
+def read_call_status(hook: Webhook) -> StatusCallback:
     params = hook.params
     call_sid = params.get("CallSid") or ""
     status = (params.get("CallStatus") or "").lower()
@@ -263,7 +275,6 @@ def handle_call_status(
         status,
         params.get("SequenceNumber") or params.get("Timestamp", ""),
     )
-    state_key = store.call_key(call_sid)
     fields: dict[str, Any] = {
         "call_sid": call_sid,
         "parent_call_sid": params.get("ParentCallSid") or "",
@@ -275,18 +286,66 @@ def handle_call_status(
         "answered_by": params.get("AnsweredBy") or "",
         "sequence": _int(params.get("SequenceNumber")),
     }
-    if status in FINAL_STATUSES:
+    return StatusCallback(call_sid, status, key, store.call_key(call_sid), fields)
+
+
+async def end_if_served(
+    engine: DatabaseEngine, hook: Webhook, *, now: datetime
+) -> VoiceResult | None:
+    """The usual end of a call (see store.end_served_call), answered without a thread of the
+    web process: the result when the callback was one, None when it needs
+    :func:`handle_call_status` (pass it ``served_tried=True``). PostgreSQL only; elsewhere
+    always None."""
+    callback = read_call_status(hook)
+    if callback.status not in FINAL_STATUSES or not store.grouped_ends(engine):
+        return None
+    ended = await store.end_served_call_grouped(
+        engine, callback.key, state_key=callback.state_key, entry=callback.fields, now=now
+    )
+    return _served(callback, ended)
+
+
+def _served(callback: StatusCallback, ended: store.ServedCallEnd) -> VoiceResult | None:
+    if ended.repeated:
+        return VoiceResult(EMPTY_TWIML, repeated=True)
+    if ended.served:
+        # At DEBUG: call_log holds this end (status, flow, case), and a JSON line for every
+        # answered call was a large share of this request's own work (its write gives up the
+        # interpreter lock while other requests wait for it).
+        _log_end(
+            callback.call_sid,
+            callback.status,
+            ended.flow,
+            ended.step,
+            ended.ticket_id,
+            logging.DEBUG,
+        )
+        return VoiceResult(EMPTY_TWIML)
+    return None
+
+
+def handle_call_status(
+    session: Session,
+    hook: Webhook,
+    *,
+    config: VoiceConfig,
+    now: datetime,
+    served_tried: bool = False,
+) -> VoiceResult:
+    """Store the callback; when the call has ended, make sure nothing the caller asked is lost:
+    a stated need becomes a case, a call that ended before that becomes a callback task.
+    ``served_tried``: :func:`end_if_served` found it was not the usual end of a call."""
+    callback = read_call_status(hook)
+    params = hook.params
+    call_sid, status = callback.call_sid, callback.status
+    key, state_key, fields = callback.key, callback.state_key, callback.fields
+    if status in FINAL_STATUSES and not served_tried:
         # The usual end of a call: the conversation already has its case and the line needs
         # nothing more at its end (store.SERVED_ENDS_NOTHING names those lines).
         ended = store.end_served_call(session, key, state_key=state_key, entry=fields, now=now)
-        if ended.repeated:
-            return VoiceResult(EMPTY_TWIML, repeated=True)
-        if ended.served:
-            # At DEBUG: call_log holds this end (status, flow, case), and a JSON line for every
-            # answered call was a large share of this request's own work (its write gives up the
-            # interpreter lock while other requests wait for it).
-            _log_end(call_sid, status, ended.flow, ended.step, ended.ticket_id, logging.DEBUG)
-            return VoiceResult(EMPTY_TWIML)
+        served = _served(callback, ended)
+        if served is not None:
+            return served
     if store.claim(session, key) is None:
         return VoiceResult(EMPTY_TWIML, repeated=True)
 

@@ -25,12 +25,13 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, event, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from ivr_flows.models import CallLog, DialogueState, WebhookDelivery
-from kb.db import as_utc, execute_alone, utcnow
+from kb.db import GroupedStatement, as_utc, utcnow
 
 CALL_TTL = timedelta(hours=6)
 SMS_TTL = timedelta(minutes=30)
@@ -231,6 +232,63 @@ _END_SERVED_CALL_POSTGRESQL = """
     SELECT flow, ticket_id, step, EXISTS (SELECT 1 FROM claimed) AS claimed FROM served
 """.format(served_ends_nothing=", ".join(f"'{flow}'" for flow in SERVED_ENDS_NOTHING))
 
+# The same for many calls at once (kb.db.GroupedStatement): one element per call in each array.
+_END_SERVED_CALLS_POSTGRESQL = """
+    WITH ending AS (
+        SELECT * FROM unnest(
+            %(key)s::text[], %(state_key)s::text[], %(now)s::timestamptz[], %(call_sid)s::text[],
+            %(parent_call_sid)s::text[], %(status)s::text[], %(direction)s::text[],
+            %(from_number)s::text[], %(to_number)s::text[], %(duration)s::integer[],
+            %(answered_by)s::text[], %(sequence)s::integer[]
+        ) WITH ORDINALITY AS ending (key, state_key, now, call_sid, parent_call_sid, status,
+                                     direction, from_number, to_number, duration, answered_by,
+                                     sequence, n)
+    ), served AS (
+        SELECT ending.*, state.flow, state.ticket_id, state.data ->> 'step' AS step
+        FROM ending JOIN dialogue_state AS state ON state.key = ending.state_key
+        WHERE NOT state.finished AND state.expires_at > ending.now
+          AND state.ticket_id IS NOT NULL AND state.flow IN ({served_ends_nothing})
+    ), claimed AS (
+        INSERT INTO webhook_delivery (key, response, created_at)
+        SELECT key, '', now FROM served
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+    ), closed AS (
+        UPDATE dialogue_state SET finished = true, updated_at = served.now
+        FROM served JOIN claimed USING (key)
+        WHERE dialogue_state.key = served.state_key
+    ), logged AS (
+        INSERT INTO call_log (call_sid, parent_call_sid, flow, status, direction, from_number,
+                              to_number, duration, answered_by, sequence, ticket_id, at)
+        SELECT call_sid, parent_call_sid, flow, status, direction, from_number, to_number,
+               duration, answered_by, sequence, ticket_id, now
+        FROM served JOIN claimed USING (key)
+    )
+    SELECT n, flow, ticket_id, step, key IN (SELECT key FROM claimed) AS claimed FROM served
+""".format(served_ends_nothing=", ".join(f"'{flow}'" for flow in SERVED_ENDS_NOTHING))
+
+_SERVED_CALL_ENDS = GroupedStatement(
+    name="served call ends",
+    alone=_END_SERVED_CALL_POSTGRESQL,
+    grouped=_END_SERVED_CALLS_POSTGRESQL,
+    columns=(
+        "key",
+        "state_key",
+        "now",
+        "call_sid",
+        "parent_call_sid",
+        "status",
+        "direction",
+        "from_number",
+        "to_number",
+        "duration",
+        "answered_by",
+        "sequence",
+    ),
+    # One claim per delivery and one update per conversation in a statement.
+    conflicts=lambda params: (params["state_key"], params["key"]),
+)
+
 
 def end_served_call(
     session: Session,
@@ -247,30 +305,16 @@ def end_served_call(
 
     Every answered call ends with such a callback, so it is written for its cost. On
     PostgreSQL it is one statement, run through the driver as its own transaction (it is the
-    whole of the request's work): SQLAlchemy's execution and a session's BEGIN and COMMIT cost
-    three times the statement itself. A concurrent duplicate waits on the claim, then does
-    nothing; a concurrent step of the same call is waited for by the update. Elsewhere (SQLite,
-    in process) three statements in the session's transaction."""
+    whole of the request's work; SQLAlchemy's execution and a session's BEGIN and COMMIT cost
+    three times the statement itself), and the ends that arrive together in a process share
+    it (see :func:`end_served_call_grouped`). A concurrent duplicate waits on the claim (or,
+    in the same process, for the next statement), then does nothing; a concurrent step of the
+    same call is waited for by the update. Elsewhere (SQLite, in process) three statements in
+    the session's transaction."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        row = execute_alone(
-            bind.engine,
-            _END_SERVED_CALL_POSTGRESQL,
-            {
-                **entry,
-                "key": _fit(key),
-                "state_key": state_key,
-                "now": now,
-            },
-        )
-        if row is None:
-            return ServedCallEnd()
-        return ServedCallEnd(
-            served=True,
-            repeated=not row["claimed"],
-            flow=row["flow"],
-            ticket_id=row["ticket_id"],
-            step=row["step"],
+        return _served_end(
+            _SERVED_CALL_ENDS.run(bind.engine, _served_end_params(key, state_key, entry, now))
         )
     connection = session.connection()
     states = cast(Table, DialogueState.__table__)  # type: ignore[attr-defined]
@@ -298,6 +342,45 @@ def end_served_call(
         insert(logs).values(**entry, flow=served.flow, ticket_id=served.ticket_id, at=now)
     )
     return found
+
+
+def grouped_ends(engine: Engine) -> bool:
+    """Whether :func:`end_served_call_grouped` serves this database (PostgreSQL)."""
+    return engine.dialect.name == "postgresql"
+
+
+async def end_served_call_grouped(
+    engine: Engine,
+    key: str,
+    *,
+    state_key: str,
+    entry: dict[str, Any],
+    now: datetime,
+) -> ServedCallEnd:
+    """:func:`end_served_call` for a request served on the event loop (PostgreSQL only, see
+    :func:`grouped_ends`): it waits for the statement its process runs next for every end
+    that came meanwhile, holding no thread (kb.db.GroupedStatement)."""
+    return _served_end(
+        await _SERVED_CALL_ENDS.run_async(engine, _served_end_params(key, state_key, entry, now))
+    )
+
+
+def _served_end_params(
+    key: str, state_key: str, entry: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {**entry, "key": _fit(key), "state_key": state_key, "now": now}
+
+
+def _served_end(row: dict[str, Any] | None) -> ServedCallEnd:
+    if row is None:
+        return ServedCallEnd()
+    return ServedCallEnd(
+        served=True,
+        repeated=not row["claimed"],
+        flow=row["flow"],
+        ticket_id=row["ticket_id"],
+        step=row["step"],
+    )
 
 
 def purge_expired(session: Session, *, now: datetime | None = None) -> int:

@@ -7,13 +7,16 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 import routing
+from hotline.app import create_app
 from hotline.settings import Settings
+from ivr_flows import calls
 from ivr_flows.models import CallLog, DialogueState, MessageLog, WebhookDelivery
 from kb.db import get_engine
 from tests.conftest import TwilioSigner, statements_sent
@@ -330,3 +333,84 @@ def test_message_status_callbacks_are_stored_once(
     with Session(clean_db) as session:
         statuses = [m.status for m in session.exec(select(MessageLog).order_by(MessageLog.id))]
     assert statuses == ["queued", "sent", "delivered"]
+
+
+def test_a_greeting_that_fails_is_answered_on_a_thread_with_an_apology_and_a_callback(
+    call: PhoneCall, clean_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new call's greeting is answered on the event loop; when it fails there, the request
+    goes to a thread, where a failure is answered as on every other step."""
+    failures: list[str] = []
+
+    def broken(_params: object) -> None:
+        failures.append("failed")
+        raise RuntimeError("flow file unreadable")
+
+    monkeypatch.setattr(calls.Input, "from_params", broken)
+    apology = call.start()
+    assert failures == ["failed", "failed"]  # once on the loop, once on the thread
+    assert apology.verbs == ["Say", "Say", "Hangup"]
+    [ticket] = tickets(clean_db)
+    assert ticket.classification["callback"] is True
+
+
+def test_a_new_calls_greeting_is_answered_while_every_thread_is_taken(
+    settings: Settings, clean_db: Engine, twilio: TwilioSigner
+) -> None:
+    """A flood of new calls is greeted without the process's threads: with the only one taken
+    (by a slow page, say), a greeting is still answered."""
+    app = create_app(settings.model_copy(update={"web_threads": 1}))
+    holder = object()
+
+    async def take_the_thread() -> None:
+        await to_thread.current_default_thread_limiter().acquire_on_behalf_of(holder)
+
+    async def give_it_back() -> None:
+        to_thread.current_default_thread_limiter().release_on_behalf_of(holder)
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        client.portal.call(take_the_thread)
+        answered: list[Twiml] = []
+        caller = threading.Thread(
+            target=lambda: answered.append(PhoneCall(client, twilio, settings).start())
+        )
+        try:
+            caller.start()
+            caller.join(timeout=10)
+            assert not caller.is_alive(), "the greeting waited for a thread"
+        finally:
+            client.portal.call(give_it_back)
+            caller.join(timeout=10)
+    [greeting] = answered
+    assert greeting.verbs[0] == "Gather"
+    assert count(clean_db, DialogueState) == 0
+
+
+def test_an_end_that_fails_on_the_event_loop_is_written_on_a_thread(
+    call: PhoneCall, clean_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual end of a call is tried on the event loop (PostgreSQL: the grouped statement);
+    when that fails (a connection lost), the general path on a thread writes it, once."""
+    call.start()
+    call.silence()
+    call.say("想申请贷款 渝北")
+    call.press("1")
+    call.silence()  # goodbye: the case is open
+    attempts: list[str] = []
+
+    async def lost(*_args: object, **_kwargs: object) -> None:
+        attempts.append("lost")
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(calls, "end_if_served", lost)
+    call.status("completed")
+    assert attempts == ["lost"]
+    assert call_log(clean_db, call.sid)[-1] == "completed"
+    with Session(clean_db) as session:
+        state = session.get(DialogueState, f"call:{call.sid}")
+        assert state is not None and state.finished
+    # Delivered again (Twilio retries when it got no answer): stored once.
+    call.status("completed")
+    assert call_log(clean_db, call.sid).count("completed") == 1
+    assert len(tickets(clean_db)) == 1

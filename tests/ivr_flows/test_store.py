@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -173,3 +176,79 @@ def test_concurrent_deliveries_of_the_end_close_and_log_once(clean_db: Engine) -
     assert len(first) == 1 and first[0].ticket_id == ticket_id
     assert len(first) + len(repeats) + ends.count(store.ServedCallEnd()) == 16
     assert _written(clean_db) == ([("main", ticket_id)], 1, True)
+
+
+def test_ends_that_arrive_together_share_one_statement_and_each_gets_its_own_case(
+    clean_db: Engine,
+) -> None:
+    """On PostgreSQL the ends that come while one is being written go out in the next
+    statement (kb.db.GroupedStatement); each still gets its own conversation's case, and a
+    second delivery of one of them waits for a later statement and writes nothing."""
+    if clean_db.dialect.name != "postgresql":
+        pytest.skip("grouped ends are PostgreSQL's: SQLite writes in process")
+    calls = [f"CA{n}" for n in range(1, 9)]
+    tickets = {call: _conversation(clean_db, f"call:{call}") for call in calls}
+    ended: dict[tuple[str, int], store.ServedCallEnd] = {}
+
+    def end(call: str, delivery: int) -> None:
+        ended[(call, delivery)] = _end(
+            clean_db,
+            f"status:{call}:completed:3",
+            state_key=f"call:{call}",
+            entry={**ENTRY, "call_sid": call},
+        )
+
+    with clean_db.connect() as holder:
+        # The first end's update waits for this lock while the others queue behind it.
+        holder.execute(
+            update(DialogueState)
+            .where(col(DialogueState.key) == "call:CA1")
+            .values(phone="+8613800138000")
+        )
+        first = threading.Thread(target=end, args=("CA1", 1))
+        first.start()
+        _until(lambda: _lock_waiters(clean_db) == 1)
+        queued = [threading.Thread(target=end, args=(call, 1)) for call in calls[1:]]
+        queued.append(threading.Thread(target=end, args=("CA5", 2)))
+        for thread in queued:
+            thread.start()
+        _until(lambda: store._SERVED_CALL_ENDS._queue.qsize() == len(queued))
+        holder.commit()
+    for thread in [first, *queued]:
+        thread.join(timeout=30)
+
+    for call in calls:
+        assert ended[(call, 1)] == store.ServedCallEnd(
+            served=True, flow="main", ticket_id=tickets[call], step="transfer"
+        )
+    # The second delivery of CA5 went out after the first had closed the conversation.
+    assert ended[("CA5", 2)] == store.ServedCallEnd()
+    with clean_db.connect() as connection:
+        logs = connection.execute(
+            text("SELECT call_sid, ticket_id, xmin::text FROM call_log ORDER BY call_sid")
+        ).all()
+        finished = connection.execute(
+            text("SELECT count(*) FROM dialogue_state WHERE finished")
+        ).scalar_one()
+    assert [(log.call_sid, log.ticket_id) for log in logs] == [
+        (call, tickets[call]) for call in calls
+    ]
+    assert finished == len(calls)
+    # The seven that waited were written by one transaction, not the first's.
+    statements = {log.call_sid: log.xmin for log in logs}
+    assert len({statements[call] for call in calls[1:]}) == 1
+    assert statements["CA1"] != statements["CA2"]
+
+
+def _lock_waiters(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one()
+        )
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
