@@ -195,11 +195,12 @@ class GroupedStatement:
         self.largest = largest
         self._queue: SimpleQueue[_Request] = SimpleQueue()
         self._worker_pid = 0
+        self._worker = threading.Thread()  # started on first use, in each process
         self._start_lock = threading.Lock()
 
     def submit(self, engine: Engine, params: Mapping[str, Any]) -> Future[dict[str, Any] | None]:
         """Queue ``params`` for the next statement; the future holds its row (or error)."""
-        if self._worker_pid != os.getpid():
+        if self._worker_pid != os.getpid() or not self._worker.is_alive():
             self._start()
         request = _Request(engine, params, self.conflicts(params))
         self._queue.put(request)
@@ -213,12 +214,16 @@ class GroupedStatement:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._worker_pid == os.getpid():
+            if self._worker_pid == os.getpid() and self._worker.is_alive():
                 return
-            # In a forked child the parent's thread is gone and what it had queued is the
-            # parent's: start afresh.
-            self._queue = SimpleQueue()
-            threading.Thread(target=self._work, name=f"grouped:{self.name}", daemon=True).start()
+            if self._worker_pid != os.getpid():
+                # In a forked child the parent's thread is gone and what it had queued is the
+                # parent's: start afresh.
+                self._queue = SimpleQueue()
+            self._worker = threading.Thread(
+                target=self._work, name=f"grouped:{self.name}", daemon=True
+            )
+            self._worker.start()
             self._worker_pid = os.getpid()
 
     def _work(self) -> None:
@@ -232,7 +237,15 @@ class GroupedStatement:
                     held.append(queue.get_nowait())
                 except Empty:
                     break
-            batch = self._take(held)
+            # A request whose caller gave up (its task cancelled) is not run; the others can
+            # no longer be cancelled, so each gets its answer.
+            batch = [
+                request
+                for request in self._take(held)
+                if request.answer.set_running_or_notify_cancel()
+            ]
+            if not batch:
+                continue
             try:
                 self._execute(batch)
             except BaseException as exc:  # never leave a request waiting
@@ -240,6 +253,9 @@ class GroupedStatement:
                     if not request.answer.done():
                         request.answer.set_exception(exc)
                 if not isinstance(exc, Exception):
+                    # This thread ends (the next request starts another): what it held fails.
+                    for request in held:
+                        request.answer.set_exception(exc)
                     raise
 
     def _take(self, held: list[_Request]) -> list[_Request]:

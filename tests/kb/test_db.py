@@ -262,3 +262,23 @@ def test_requests_on_the_event_loop_wait_without_a_thread_and_get_their_rows(
     ]
     # Nineteen requests at once on one loop: fewer statements than requests.
     assert len({row["tx"] for row in rows if row}) < 18
+
+
+def test_a_request_whose_caller_gave_up_is_not_run_and_the_others_are(
+    postgresql: Engine,
+) -> None:
+    statement = _statement(lambda params: (params["v"],))
+    with postgresql.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:hold)"), {"hold": _HOLD})
+        holder.commit()
+        first = statement.submit(postgresql, {"v": 1, "hold": _HOLD})
+        _until(lambda: _lock_waiters(postgresql) == 1)
+        given_up = statement.submit(postgresql, {"v": 2, "hold": _HOLD})
+        waiting = statement.submit(postgresql, {"v": 3, "hold": _HOLD})
+        assert given_up.cancel()
+        holder.execute(text("SELECT pg_advisory_unlock(:hold)"), {"hold": _HOLD})
+        holder.commit()
+    assert first.result(timeout=10)["out"] == 10
+    assert waiting.result(timeout=10)["out"] == 30
+    assert given_up.cancelled()
+    assert statement.run(postgresql, {"v": 4, "hold": _HOLD})["out"] == 40
