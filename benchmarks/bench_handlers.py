@@ -14,7 +14,10 @@ every webhook), on PostgreSQL, one request after another. Scenarios, as in bench
   for texts stored beforehand: classified, routed, a ticket opened and dispatched with its SLA
   timers, the reply stored and sent through the offline telephony adapter (what the webhook
   itself did before session 9);
-- ``call_status``: ``completed`` for a conversation that already has its case (the usual end);
+- ``call_status``: ``completed`` for a conversation that already has its case (the usual end;
+  since session 11 the endpoint is a coroutine, run here on an event loop of this process, and
+  the end is written by the statement thread of ``kb.db.GroupedStatement``, one request at a
+  time: nothing here is grouped, as on a quiet line);
 - ``call_status_abandoned``: ``completed`` for a call that ended at the greeting (a callback
   task is opened).
 
