@@ -23,7 +23,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from hotline.deps import SessionDep, SettingsDep, TwilioForm
 from hotline.settings import Settings
 from hotline.webhooks import sms_unavailable
-from ivr_flows import calls
+from ivr_flows import calls, store
 from ivr_flows.calls import BadWebhook, VoiceConfig, VoiceResult, Webhook
 from kb.db import get_engine, utcnow
 
@@ -193,19 +193,19 @@ async def call_status(request: Request, form: TwilioForm, settings: SettingsDep)
     # takes a thread, as every other webhook.
     engine = get_engine()
     now = clock(request)
-    try:
-        served = await calls.end_if_served(engine, _hook(request, form), now=now)
-    except BadWebhook as exc:
-        return Response(content=str(exc), status_code=400, media_type="text/plain")
-    except Exception:
-        # The general path tries again, and answers a failure as every webhook does.
-        log.warning("the usual end of a call could not be written at once", exc_info=True)
-        served = None
-        tried = False
-    else:
-        tried = True
-    if served is not None:
-        return _twiml(served.twiml)
+    tried = False
+    if store.grouped_ends(engine):
+        try:
+            served = await calls.end_if_served(engine, _hook(request, form), now=now)
+        except BadWebhook as exc:
+            return Response(content=str(exc), status_code=400, media_type="text/plain")
+        except Exception:
+            # The general path tries again, and answers a failure as every webhook does.
+            log.warning("the usual end of a call could not be written at once", exc_info=True)
+        else:
+            if served is not None:
+                return _twiml(served.twiml)
+            tried = True
     return await run_in_threadpool(_call_status, request, form, settings, now, tried)
 
 

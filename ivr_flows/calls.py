@@ -294,10 +294,10 @@ async def end_if_served(
 ) -> VoiceResult | None:
     """The usual end of a call (see store.end_served_call), answered without a thread of the
     web process: the result when the callback was one, None when it needs
-    :func:`handle_call_status` (pass it ``served_tried=True``). PostgreSQL only; elsewhere
-    always None."""
+    :func:`handle_call_status` (pass it ``served_tried=True``). PostgreSQL only: call it
+    where ``store.grouped_ends(engine)``."""
     callback = read_call_status(hook)
-    if callback.status not in FINAL_STATUSES or not store.grouped_ends(engine):
+    if callback.status not in FINAL_STATUSES:
         return None
     ended = await store.end_served_call_grouped(
         engine, callback.key, state_key=callback.state_key, entry=callback.fields, now=now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 
@@ -392,6 +393,8 @@ def test_an_end_that_fails_on_the_event_loop_is_written_on_a_thread(
 ) -> None:
     """The usual end of a call is tried on the event loop (PostgreSQL: the grouped statement);
     when that fails (a connection lost), the general path on a thread writes it, once."""
+    if clean_db.dialect.name != "postgresql":
+        pytest.skip("the event loop's attempt is PostgreSQL's: SQLite ends calls on a thread")
     call.start()
     call.silence()
     call.say("想申请贷款 渝北")
@@ -414,3 +417,20 @@ def test_an_end_that_fails_on_the_event_loop_is_written_on_a_thread(
     call.status("completed")
     assert call_log(clean_db, call.sid).count("completed") == 1
     assert len(tickets(clean_db)) == 1
+
+
+def test_the_usual_end_of_a_call_takes_the_served_path_on_every_database(
+    call: PhoneCall, clean_db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A completed call whose case is open is ended by store.end_served_call (grouped on
+    PostgreSQL, in the session on SQLite), which logs it at DEBUG; the general path, which
+    would log it at INFO, is for the other ends."""
+    call.start()
+    call.silence()
+    call.say("想申请贷款 渝北")
+    call.press("1")
+    call.silence()  # goodbye: the case is open
+    caplog.set_level(logging.INFO, logger="ivr_flows.calls")
+    call.status("completed")
+    assert call_log(clean_db, call.sid)[-1] == "completed"
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "ended" in r.message]
